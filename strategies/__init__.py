@@ -1,31 +1,54 @@
 """Strategies: how a model learns from a stream, one task at a time.
 
-Use :func:`get` to build a registered strategy by name with validated options
-and :func:`available` to list them. Each strategy module registers itself on
-import; import it here.
+Use :func:`get` to build a strategy by name (or from user code) with validated
+options and :func:`available` to list them; :mod:`strategies.catalog` holds the
+registered names. Layout: :mod:`strategies.estimators` (scikit-learn
+estimators), :mod:`strategies.heads` (training-free heads on cached
+features), :mod:`strategies.lora` (LoRA and CoDyRA), :mod:`strategies.avalanche`
+(any avalanche strategy), :mod:`strategies.plugins` (replay, retention).
+Classes below are imported on first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from cl.strategy import STRATEGIES, Context, Strategy, TaskData
-from strategies import finetune, gda, loading, nmc, replay, retention, zeroshot  # noqa: F401  (registration)
-from strategies._estimators import GDA, NMC
-from strategies.avalanche_strategy import AvalancheStrategy
-from strategies.lora import LoRA, RankSelectiveLoRA
+from strategies.catalog import PLUGINS, STRATEGIES
+
+if TYPE_CHECKING:
+    from cl.core.strategy import Strategy
+
+_EXPORTS: dict[str, str] = {
+    "NMC": "strategies.estimators.nmc",
+    "GDA": "strategies.estimators.gda",
+    "AvalancheStrategy": "strategies.avalanche.strategy",
+    "LoRA": "strategies.lora.plain",
+    "RankSelectiveLoRA": "strategies.lora.codyra",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'strategies' has no attribute {name!r}")
 
 
 def get(name: str, /, **options: Any) -> Strategy:
     """Build strategy ``name`` with validated ``options``: a registered or entry-point name,
     ``path/to/file.py:Class``, ``package.module:Class`` or ``avalanche:NAME``
     (see :mod:`strategies.loading`)."""
-    return loading.build_strategy(name, **options)
+    from strategies.loading import build_strategy
+
+    return build_strategy(name, **options)
 
 
 def available() -> list[str]:
     """Names of registered strategies and of installed ``cl.strategies`` entry points."""
-    return loading.available_strategies()
+    from strategies.loading import available_strategies
+
+    return available_strategies()
 
 
-__all__ = ["GDA", "NMC", "STRATEGIES", "AvalancheStrategy", "Context", "LoRA", "RankSelectiveLoRA", "Strategy", "TaskData", "available", "get"]
+__all__ = ["GDA", "NMC", "PLUGINS", "STRATEGIES", "AvalancheStrategy", "LoRA",
+           "RankSelectiveLoRA", "available", "get"]

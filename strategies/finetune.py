@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cl.strategy import STRATEGIES, Context, Strategy, TaskData
+from cl.core.strategy import Context, Strategy, TaskData
 from streams.core import LabelSpace
 
 
@@ -25,7 +25,6 @@ def _columns(space: list[int], targets: torch.Tensor) -> torch.Tensor:
     return torch.tensor(sorted(set(space) | set(targets.tolist())))
 
 
-@STRATEGIES.register("finetune")
 class Finetune(Strategy):
     """MLP head fine-tuned task after task with plain SGD (no replay, no regularisation).
 

@@ -11,12 +11,12 @@ A strategy (or plugin) *spec* is one of
     a class importable from ``sys.path``;
 ``avalanche:NAME``
     an avalanche training strategy (``avalanche:EWC``), wrapped by
-    :class:`strategies.avalanche_strategy.AvalancheStrategy` (strategies only).
+    :class:`strategies.avalanche.AvalancheStrategy` (strategies only).
 
 Options (config files, ``--set strategy.NAME=value``) are validated against
 the keyword parameters of the class constructor with
-:func:`cl.options.bind_options` before anything is built, and the built object
-is checked against the protocol (:func:`cl.strategy.check_strategy`), so a
+:func:`cl.config.options.bind_options` before anything is built, and the built object
+is checked against the protocol (:func:`cl.core.strategy.check_strategy`), so a
 missing ``train_task`` or ``predict`` is reported by name.
 
 Registering from an installed package (``pyproject.toml``)::
@@ -35,12 +35,16 @@ import inspect
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cl.options import bind_options, describe_options
-from cl.plugins import PLUGIN_HOOKS, PLUGINS, Plugin
-from cl.registry import Registry
-from cl.strategy import STRATEGIES, Strategy, check_strategy
+from cl.config.options import bind_options, describe_options
+from cl.config.registry import Registry
+from cl.errors import ProtocolError
+from strategies.catalog import PLUGINS, STRATEGIES
+
+if TYPE_CHECKING:
+    from cl.core.plugin import Plugin
+    from cl.core.strategy import Strategy
 
 STRATEGY_GROUP = "cl.strategies"
 PLUGIN_GROUP = "cl.plugins"
@@ -147,15 +151,14 @@ def _factory(spec: str, registry: Registry[Any], group: str) -> Callable[..., An
     else:
         eps = entry_points(group)
         if spec not in eps:
-            names = sorted(set(registry.available()) | set(eps))
             hint = "" if group != STRATEGY_GROUP else ", 'avalanche:NAME'"
-            raise ValueError(
-                f"Unknown {registry.kind} {spec!r}. Valid {registry.kind}s: {', '.join(names)}; "
-                f"or give code as 'path/to/file.py:ClassName', 'package.module:ClassName'{hint}."
-            )
+            err = registry.unknown(spec, list(eps))
+            raise ValueError(f"{err} Or give code as 'path/to/file.py:ClassName', "
+                             f"'package.module:ClassName'{hint}.")
         obj = eps[spec].load()
     if not callable(obj):
-        raise TypeError(f"{registry.kind} {spec!r} is a {type(obj).__name__}, not a class or factory.")
+        raise ProtocolError(
+            f"{registry.kind} {spec!r} is a {type(obj).__name__}, not a class or factory.")
     return obj
 
 
@@ -172,12 +175,14 @@ def build_strategy(spec: str, /, **options: Any) -> Strategy:
 
     Raises
     ------
-    FileNotFoundError, ValueError, TypeError
+    FileNotFoundError, ValueError, OptionError, ProtocolError
         Missing file, unknown name or option, wrong option type, or a class that
-        does not implement the strategy protocol (the missing methods are named).
+        does not implement the strategy protocol (the missing or misnamed hooks are named).
     """
+    from cl.core.strategy import check_strategy
+
     if spec.startswith(AVALANCHE_PREFIX):
-        from strategies.avalanche_strategy import AvalancheStrategy
+        from strategies.avalanche.strategy import AvalancheStrategy
 
         return AvalancheStrategy(spec[len(AVALANCHE_PREFIX):], **options)
     if spec in STRATEGIES:
@@ -189,18 +194,10 @@ def build_strategy(spec: str, /, **options: Any) -> Strategy:
     return strategy
 
 
-def check_plugin(obj: object) -> None:
-    """Raise ``TypeError`` unless ``obj`` has every plugin hook (subclass :class:`Plugin`)."""
-    missing = [h for h in PLUGIN_HOOKS if not callable(getattr(obj, h, None))]
-    if missing:
-        raise TypeError(
-            f"{type(obj).__name__} is not a plugin: missing {', '.join(missing)}. "
-            "Subclass cl.plugins.Plugin and override the hooks you need."
-        )
-
-
 def build_plugin(spec: str, /, **options: Any) -> Plugin:
     """Build the plugin ``spec`` (registered name, entry point in ``cl.plugins``, or code)."""
+    from cl.core.plugin import check_plugin
+
     factory = _factory(spec, PLUGINS, PLUGIN_GROUP)
     reserved = PLUGINS.entry(spec).reserved if spec in PLUGINS else ()
     plugin = factory(**bind_options(factory, options, where=f"plugin {spec!r}", reserved=reserved))
@@ -223,15 +220,14 @@ def describe(spec: str, kind: str = "strategy") -> tuple[str, dict[str, str]]:
     (for ``cl list``); ``avalanche:NAME`` lists the wrapper's and avalanche's options.
     """
     if kind == "strategy" and spec.startswith(AVALANCHE_PREFIX):
-        from strategies.avalanche_strategy import avalanche_options
+        from strategies.avalanche.strategy import avalanche_options
 
         return f"avalanche {spec[len(AVALANCHE_PREFIX):]} (wrapped)", avalanche_options(
             spec[len(AVALANCHE_PREFIX):]
         )
     registry, group = (STRATEGIES, STRATEGY_GROUP) if kind == "strategy" else (PLUGINS, PLUGIN_GROUP)
     if spec in registry:
-        e = registry.entry(spec)
-        return e.description, registry.options(spec)
+        return registry.entry(spec).describe()
     factory = _factory(spec, registry, group)
     doc = next(iter((factory.__doc__ or "").strip().splitlines()), "")
     return doc, describe_options(factory)

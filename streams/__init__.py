@@ -1,45 +1,68 @@
 """Stream definitions: ordered, immutable sequences of tasks.
 
 Use :func:`get` to build a registered stream by name and :func:`available` to
-list them. Each stream module registers itself below.
+list them. Protocol streams live in :mod:`streams.benchmarks` and are
+imported only when built; the core types (:mod:`streams.core`) and the
+builders of user streams (:func:`from_folders`, :func:`from_datasets`) are
+re-exported here on first use.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from cl.registry import Registry
-from streams.availability import TaskAvailability, check_data, drop_missing, require_data
-from streams.core import DEFAULT_TEMPLATES, SCENARIOS, LabelSpace, Scenario, Stream, Task
-from streams.datasets import from_datasets
-from streams.digits import split_digits
-from streams.folders import from_folders
-from streams.mtil import mtil
-from streams.nevis import nevis, nevis_short, nevis_tiny
-from streams.splits import split_cifar100, split_folder, split_imagenet_r
-from streams.synthetic import synthetic_nevis, synthetic_nevis_like
-from streams.xtail import xtail
+from cl.config.registry import Registry
 
-STREAMS: Registry[Stream] = Registry("stream")
-STREAMS.register("split-digits", split_digits,
-                 description="scikit-learn 8x8 digits, 5 class-incremental tasks (offline)")
+if TYPE_CHECKING:
+    from streams.availability import TaskAvailability, check_data, drop_missing, require_data
+    from streams.benchmarks.synthetic import synthetic_nevis_like
+    from streams.core import DEFAULT_TEMPLATES, SCENARIOS, LabelSpace, Scenario, Stream, Task
+    from streams.datasets import from_datasets
+    from streams.folders import from_folders
+
 _DATA = ("data_root",)
-STREAMS.register("nevis", nevis, reserved=_DATA,
-                 description="NEVIS'22 FULL: 106 tasks (92 before 2020, the default), task-incremental")
-STREAMS.register("nevis-short", nevis_short, reserved=_DATA, description="NEVIS'22 SHORT: 29 tasks (25 before 2020), task-incremental")
-STREAMS.register("nevis-tiny", nevis_tiny, reserved=_DATA, description="NEVIS'22 TINY: 7 tasks (6 before 2020), task-incremental")
-STREAMS.register("synthetic-nevis", synthetic_nevis,
-                 description="synthetic NEVIS-like: 100 tasks of 2..1000 classes, task-incremental (offline)")
-STREAMS.register("mtil", mtil, reserved=_DATA,
-                 description="MTIL (ZSCL) order I or II: 11 tasks, task-incremental (torchvision)")
-STREAMS.register("x-tail", xtail, reserved=_DATA,
-                 description="X-TAIL (RAIL): 10 tasks, 16-shot, task-agnostic (torchvision)")
-STREAMS.register("split-cifar100", split_cifar100, reserved=_DATA,
-                 description="CIFAR-100: 10 tasks (n_tasks), class-incremental, seed-1993 order")
-STREAMS.register("split-imagenet-r", split_imagenet_r, reserved=_DATA,
-                 description="ImageNet-R (DATA_ROOT/imagenet-r): 10 tasks, class-incremental")
-STREAMS.register("split-folder", split_folder, reserved=_DATA,
-                 description="image folder stream.root=DIR: 5 tasks (n_tasks), class-incremental")
+STREAMS: Registry[Stream] = Registry("stream")
+for _name, _target, _reserved, _text in (
+    ("split-digits", "digits:split_digits", (),
+     "scikit-learn 8x8 digits, 5 class-incremental tasks (offline)"),
+    ("nevis", "nevis:nevis", _DATA,
+     "NEVIS'22 FULL: 106 tasks (92 before 2020, the default), task-incremental"),
+    ("nevis-short", "nevis:nevis_short", _DATA,
+     "NEVIS'22 SHORT: 29 tasks (25 before 2020), task-incremental"),
+    ("nevis-tiny", "nevis:nevis_tiny", _DATA,
+     "NEVIS'22 TINY: 7 tasks (6 before 2020), task-incremental"),
+    ("synthetic-nevis", "synthetic:synthetic_nevis", (),
+     "synthetic NEVIS-like: 100 tasks of 2..1000 classes, task-incremental (offline)"),
+    ("mtil", "mtil:mtil", _DATA,
+     "MTIL (ZSCL) order I or II: 11 tasks, task-incremental (torchvision)"),
+    ("x-tail", "xtail:xtail", _DATA,
+     "X-TAIL (RAIL): 10 tasks, 16-shot, task-agnostic (torchvision)"),
+    ("split-cifar100", "splits:split_cifar100", _DATA,
+     "CIFAR-100: 10 tasks (n_tasks), class-incremental, seed-1993 order"),
+    ("split-imagenet-r", "splits:split_imagenet_r", _DATA,
+     "ImageNet-R (DATA_ROOT/imagenet-r): 10 tasks, class-incremental"),
+    ("split-folder", "splits:split_folder", _DATA,
+     "image folder stream.root=DIR: 5 tasks (n_tasks), class-incremental"),
+):
+    STREAMS.register(_name, f"streams.benchmarks.{_target}", reserved=_reserved,
+                     description=_text)
+
+_EXPORTS: dict[str, str] = {
+    **dict.fromkeys(("DEFAULT_TEMPLATES", "SCENARIOS", "LabelSpace", "Scenario", "Stream", "Task"),
+                    "streams.core"),
+    **dict.fromkeys(("TaskAvailability", "check_data", "drop_missing", "require_data"),
+                    "streams.availability"),
+    "from_datasets": "streams.datasets",
+    "from_folders": "streams.folders",
+    "synthetic_nevis_like": "streams.benchmarks.synthetic",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'streams' has no attribute {name!r}")
 
 
 def get(name: str, /, **options: Any) -> Stream:

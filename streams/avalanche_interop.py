@@ -29,7 +29,7 @@ from streams.core import DEFAULT_TEMPLATES, Scenario, Stream, Task
 from streams.datasets import dataset_labels
 
 
-class _Shifted(Dataset):
+class Shifted(Dataset):
     """A task dataset with global labels (``offset + local``) and a ``targets`` list."""
 
     def __init__(self, dataset: Dataset, offset: int) -> None:
@@ -92,7 +92,7 @@ def to_avalanche(stream: Stream, *, transform: Callable[[Any], Any] | None = Non
     for t, task in enumerate(stream):
         label = t if stream.scenario == "task-incremental" else 0
         for split, out in (("train", train), ("test", test)):
-            shifted = _Shifted(task.load(split), offsets[t])
+            shifted = Shifted(task.load(split), offsets[t])
             out.append(_make_taskaware_classification_dataset(
                 shifted, targets=shifted.targets, task_labels=label, transform=transform))
     bench = with_classes_timeline(benchmark_from_datasets(train=train, test=test))

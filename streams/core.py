@@ -30,15 +30,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
-from torch.utils.data import Dataset
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
 
 Scenario = Literal["task-incremental", "class-incremental", "task-agnostic"]
 SCENARIOS: tuple[str, ...] = ("task-incremental", "class-incremental", "task-agnostic")
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 
-DatasetLoader = Callable[[], Dataset]
+DatasetLoader = Callable[[], "Dataset"]
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -267,17 +269,3 @@ class Stream(Sequence[Task]):
         if undated:
             raise ValueError(f"Chronological stream needs a year on every task; missing: {undated}.")
         return cls(name, tuple(sorted(tasks, key=lambda t: t.year)), scenario)
-
-    @classmethod
-    def from_folders(cls, roots: Sequence[Any], **options: Any) -> Stream:
-        """One task per task folder; see :func:`streams.folders.from_folders`."""
-        from streams.folders import from_folders
-
-        return from_folders(roots, **options)
-
-    @classmethod
-    def from_datasets(cls, datasets: Sequence[Any], **options: Any) -> Stream:
-        """One task per torch dataset; see :func:`streams.datasets.from_datasets`."""
-        from streams.datasets import from_datasets
-
-        return from_datasets(datasets, **options)

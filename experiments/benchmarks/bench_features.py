@@ -1,6 +1,6 @@
 """Feature extraction: library overhead and the on-disk cache, side by side in one run.
 
-(a) Throughput of ``cl.features.extract`` (cache off) against a bare
+(a) Throughput of ``cl.models.features.extract`` (cache off) against a bare
     ``model.encode_image`` loop over the same preprocessed tensors, same batch
     size, same autocast. Goal: ratio >= 0.9 (the library adds almost nothing).
 (b) Wall time of the same experiment run twice through one cache directory:
@@ -28,12 +28,12 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-import cl.runner
+import cl.core.runner
 import strategies
-from cl.backbones import OpenCLIPBackbone, create_backbone
-from cl.features import autocast_for, extract
-from cl.prompts import clear_head_cache
-from cl.runner import Runner
+from cl.core.runner import Runner
+from cl.models.backbones import OpenCLIPBackbone, create_backbone
+from cl.models.features import autocast_for, extract
+from cl.models.prompts import clear_head_cache
 from streams.core import Stream, Task
 
 
@@ -144,7 +144,7 @@ def cached_runs(backbone: OpenCLIPBackbone, stream: Stream, batch_size: int, dev
         finally:
             spent[0] += time.perf_counter() - start
 
-    cl.runner.extract = timed_extract  # the runner's own call, timed
+    cl.core.runner.extract = timed_extract  # the runner's own call, timed
     times = []
     for i in range(2):
         clear_head_cache()  # as in a fresh process: only the on-disk cache carries over
@@ -153,7 +153,7 @@ def cached_runs(backbone: OpenCLIPBackbone, stream: Stream, batch_size: int, dev
                         device=device, batch_size=batch_size, cache_dir=str(root / "cache"),
                         progress=False)
         times.append((timed(runner.run, device), spent[0]))
-    cl.runner.extract = extract
+    cl.core.runner.extract = extract
     return times
 
 
@@ -183,7 +183,7 @@ def main() -> None:
     bare, lib = throughput(backbone, args.images, args.batch_size, device, args.repeats)
     print(f"(a) throughput over {args.images} preprocessed images (best of {args.repeats}):")
     print(f"    bare model.encode_image loop   {bare:8.1f} img/s")
-    print(f"    cl.features.extract (no cache) {lib:8.1f} img/s")
+    print(f"    cl.models.features.extract (no cache) {lib:8.1f} img/s")
     print(f"    ratio extract / bare           {lib / bare:8.3f}   (goal >= 0.9)")
 
     stream = generated_stream(args.train, args.test)

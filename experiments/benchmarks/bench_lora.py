@@ -44,9 +44,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 import streams
-from cl.backbones import create_backbone
-from cl.plugins import Plugin
-from cl.strategy import Context, TaskData
+from cl.core.plugin import Plugin
+from cl.core.strategy import Context, TaskData
+from cl.models.backbones import create_backbone
 from strategies import LoRA, RankSelectiveLoRA
 from strategies.lora.base import clip_loss, prompts
 from strategies.lora.gated import GatedLoRALinear

@@ -14,8 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from cl.data import loader
-from cl.strategy import Context, Strategy, TaskData
+from cl.core.strategy import Context, Strategy, TaskData
+from cl.runtime.data import loader
 from streams.core import LabelSpace
 
 

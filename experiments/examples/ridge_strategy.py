@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from cl.strategy import Context, Strategy, TaskData
+from cl.core.strategy import Context, Strategy, TaskData
 from streams.core import LabelSpace
 
 

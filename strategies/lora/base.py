@@ -9,7 +9,7 @@ adapters are built, stepped and merged.
 
 Backbone binding and resume
 ---------------------------
-The strategy adapts ``ctx.backbone.model`` (an :class:`~cl.backbones.OpenCLIPBackbone`)
+The strategy adapts ``ctx.backbone.model`` (an :class:`~cl.models.backbones.OpenCLIPBackbone`)
 and keeps a reference to that backbone from the first ``before_task`` /
 ``train_task`` / ``predict`` call (or an explicit :meth:`attach`).
 :meth:`state_dict` holds the *current values* of every base weight merging
@@ -24,7 +24,7 @@ rebuild the backbone from the run config, ``load_state_dict``, ``attach``, save.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Any
 
@@ -34,14 +34,13 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
-from cl import distributed
-from cl.data import loader
-from cl.strategy import Context, Strategy, TaskData
+from cl.core.strategy import Context, Strategy, TaskData
+from cl.runtime import distributed
+from cl.runtime.data import loader
+from strategies.lora.config import LoraOptions
 from strategies.lora.placement import (
-    TARGETS,
     adapted_parameters,
     check_model,
-    check_targets,
     prepare,
     restore_attention,
     towers_of,
@@ -86,52 +85,17 @@ class MergedAdapterStrategy(Strategy):
 
     Parameters
     ----------
-    rank : int
-        Adapter rank r per module (> 0).
-    encoders : {"vision", "text", "both"}
-        Towers whose residual blocks get adapters.
-    targets : list of str
-        Any of ``q_proj, k_proj, v_proj, out_proj, c_fc, c_proj``.
-    lr : float
-        AdamW learning rate (cosine-decayed to 0 over the task).
-    iterations : int
-        Optimiser steps per task (the loader is cycled).
-    batch_size : int
-        Training minibatch size.
-    weight_decay : float
-    betas : list of float
-        AdamW (β₁, β₂).
-    text_to_image : bool
-        Add the reference code's text→image term (:func:`clip_loss`).
-    amp : bool
-        bf16 autocast on CUDA (ignored on CPU, which runs fp32).
+    options : LoraOptions
+        The validated hyper-parameters (:class:`~strategies.lora.config.LoraOptions`),
+        kept as ``self.options``.
     """
 
     inputs = "images"
     needs_text = True
     label: str = "adapter"
 
-    def __init__(
-        self, *, rank: int, encoders: str, targets: Sequence[str], lr: float, iterations: int,
-        batch_size: int, weight_decay: float, betas: Sequence[float], text_to_image: bool,
-        amp: bool,
-    ) -> None:
-        if isinstance(rank, bool) or not isinstance(rank, int) or rank <= 0:
-            raise ValueError(f"{self.label} rank must be a positive integer, got {rank!r}.")
-        for name, value in (("iterations", iterations), ("batch_size", batch_size)):
-            if value <= 0:
-                raise ValueError(f"{self.label} {name} must be positive, got {value}.")
-        if not lr > 0 or not math.isfinite(lr):
-            raise ValueError(f"{self.label} lr must be a positive number, got {lr}.")
-        if weight_decay < 0:
-            raise ValueError(f"{self.label} weight_decay must be >= 0, got {weight_decay}.")
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"{self.label} betas must be two numbers in [0, 1), got {list(betas)}.")
-        towers_of(encoders)
-        self.rank, self.encoders, self.targets = rank, encoders, check_targets(targets)
-        self.lr, self.iterations, self.batch_size = lr, iterations, batch_size
-        self.weight_decay, self.betas = weight_decay, (float(betas[0]), float(betas[1]))
-        self.text_to_image, self.amp = text_to_image, amp
+    def __init__(self, options: LoraOptions) -> None:
+        self.options = options
         self._backbone: Any = None
         self._pending: dict[str, torch.Tensor] | None = None
         self._ranks: dict[str, int] = {}
@@ -181,12 +145,12 @@ class MergedAdapterStrategy(Strategy):
                 f"{self.label} adapts an open_clip model, but backbone {name!r} has none; use "
                 "an open_clip backbone such as 'ViT-B-16:openai' or 'cl-tiny-vit'."
             )
-        if "text" in towers_of(self.encoders) and not getattr(backbone, "has_text", False):
+        if "text" in towers_of(self.options.encoders) and not getattr(backbone, "has_text", False):
             raise ValueError(
-                f"{self.label} encoders={self.encoders!r} adapts the text tower, but backbone "
+                f"{self.label} encoders={self.options.encoders!r} adapts the text tower, but backbone "
                 f"{name!r} has no text tower; use encoders='vision'."
             )
-        check_model(model, self.encoders)
+        check_model(model, self.options.encoders)
         self._backbone = backbone
         if self._pending is not None:
             self._write_weights(model, self._pending)
@@ -217,7 +181,7 @@ class MergedAdapterStrategy(Strategy):
     def train_task(self, data: TaskData, ctx: Context) -> None:
         backbone = self.attach(ctx.backbone)
         model = backbone.model
-        names = prepare(model, self.encoders, self.targets)
+        names = prepare(model, self.options.encoders, self.options.targets)
         params = self._inject(model, names, ctx.generator)
         self._trainable = sum(p.numel() for p in params)
         self._text_cache.clear()
@@ -234,18 +198,18 @@ class MergedAdapterStrategy(Strategy):
     ) -> None:
         device = next(model.parameters()).device
         space = _GrowingLabelSpace(ctx.label_space, ctx.stream)
-        opt = torch.optim.AdamW(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(params, lr=self.options.lr, betas=self.options.betas, weight_decay=self.options.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda i: cosine_factor(i, self.iterations))
+            opt, lambda i: cosine_factor(i, self.options.iterations))
         tokenizer = self._backbone.tokenizer
-        text_trains = "text" in towers_of(self.encoders)
+        text_trains = "text" in towers_of(self.options.encoders)
         autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                                  enabled=self.amp and device.type == "cuda")
+                                  enabled=self.options.amp and device.type == "cuda")
         batches = self._cycle(data, ctx)
         task = ctx.task.name
         ddp = distributed.wrap_ddp(model)  # None in a single process
         model.train()
-        for i in tqdm(range(self.iterations), desc=f"{self.label} {task}", leave=False,
+        for i in tqdm(range(self.options.iterations), desc=f"{self.label} {task}", leave=False,
                       disable=not ctx.progress):
             # FLOPs: step 0 (with the prompt encoding) and step 1 (a steady step) are counted;
             # the task's total is flops(0) + flops(1) * (iterations - 1).
@@ -266,7 +230,7 @@ class MergedAdapterStrategy(Strategy):
                         image, text_out = ddp(image=x.to(device), text=tokens if text_trains else None)[:2]
                         text = text_out if text_trains else text
                 loss = clip_loss(image, text, target, model.logit_scale.exp(),  # fp32, outside autocast
-                                 text_to_image=self.text_to_image)
+                                 text_to_image=self.options.text_to_image)
                 seen = len(x)
                 if ddp is not None:
                     seen = distributed.sum_counts(len(x))[0]
@@ -274,31 +238,31 @@ class MergedAdapterStrategy(Strategy):
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"{self.label} loss became {loss.item()} at iteration {i} of task {task!r}; "
-                        f"the learning rate lr={self.lr} is too high, lower it "
-                        f"(e.g. --set strategy.lr={self.lr / 10:g})."
+                        f"the learning rate lr={self.options.lr} is too high, lower it "
+                        f"(e.g. --set strategy.lr={self.options.lr / 10:g})."
                     )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
             if i < 2:
-                repeats = 1 if i == 0 else self.iterations - 1
+                repeats = 1 if i == 0 else self.options.iterations - 1
                 ctx.count("train_flops", counting.get_total_flops() * repeats)
             opt.step()
             sched.step()
-            self._after_step(i, self.iterations)
+            self._after_step(i, self.options.iterations)
             ctx.count("examples_seen", seen)
             ctx.after_batch(loss.detach())
         model.eval()
         if not all(torch.isfinite(p).all() for p in params):
             raise FloatingPointError(
                 f"{self.label} adapter weights became non-finite in task {task!r}; lower lr "
-                f"(now {self.lr})."
+                f"(now {self.options.lr})."
             )
 
     def _cycle(self, data: TaskData, ctx: Context) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if data.dataset is None:
             raise ValueError(f"{self.label} trains on images; TaskData.dataset is missing.")
         while True:
-            for x, y in loader(data.dataset, batch_size=self.batch_size, shuffle=True,
+            for x, y in loader(data.dataset, batch_size=self.options.batch_size, shuffle=True,
                                generator=ctx.generator, num_workers=ctx.num_workers, shard=True):
                 yield x, torch.as_tensor(y)
 
@@ -313,7 +277,7 @@ class MergedAdapterStrategy(Strategy):
         self._tasks_trained += 1
         self._weights_changed()
         ctx.record("effective_ranks", dict(self._ranks))
-        ctx.record("allocated_rank", self.rank)
+        ctx.record("allocated_rank", self.options.rank)
         ctx.record("update_frobenius_norms", norms)
         ctx.record("update_frobenius_norm", math.sqrt(sum(v * v for v in norms.values())))
 
@@ -322,7 +286,7 @@ class MergedAdapterStrategy(Strategy):
         model = self.attach(ctx.backbone).model
         device = next(model.parameters()).device
         autocast = torch.autocast(device.type, dtype=torch.bfloat16,
-                                  enabled=self.amp and device.type == "cuda")
+                                  enabled=self.options.amp and device.type == "cuda")
         with torch.no_grad():
             text = self._text_cache.get(label_space)
             if text is None:
@@ -350,7 +314,7 @@ class MergedAdapterStrategy(Strategy):
             model = self._backbone.model
             params = dict(model.named_parameters())
             weights = {k: params[k].detach().cpu().clone()
-                       for k in adapted_parameters(model, self.encoders, self.targets)}
+                       for k in adapted_parameters(model, self.options.encoders, self.options.targets)}
         return {"weights": weights, "effective_ranks": dict(self._ranks),
                 "trainable_parameters": self._trainable, "tasks_trained": self._tasks_trained}
 
@@ -402,4 +366,4 @@ class _GrowingLabelSpace:
         return prompts(self.space)
 
 
-__all__ = ["TARGETS", "MergedAdapterStrategy", "clip_loss", "cosine_factor", "prompts"]
+__all__ = ["MergedAdapterStrategy", "clip_loss", "cosine_factor", "prompts"]

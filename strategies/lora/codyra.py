@@ -25,87 +25,38 @@ Deviations from the reference code, on purpose and documented
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import replace
+from typing import Any
 
 import torch
 from torch import nn
 
-from cl.strategy import STRATEGIES
-from strategies.lora.base import TARGETS, MergedAdapterStrategy
-from strategies.lora.gated import GatedLoRALinear, ThresholdRule, kappa_at, soft_threshold
+from strategies.lora.base import MergedAdapterStrategy
+from strategies.lora.config import CoDyRAOptions
+from strategies.lora.gated import GatedLoRALinear, kappa_at, soft_threshold
 from strategies.lora.placement import replace_module
 
 
-@STRATEGIES.register("codyra")
 class RankSelectiveLoRA(MergedAdapterStrategy):
     """Continual Dynamic Rank-Selective LoRA (CoDyRA) on an open_clip backbone.
 
     Parameters
     ----------
-    rank : int
-        Ranks allocated per module before selection (reference: 16).
-    encoders : {"vision", "text", "both"}
-        Towers to adapt (reference runner: both).
-    targets : list of str
-        Modules of each residual block: ``q_proj, k_proj, v_proj, out_proj, c_fc, c_proj``.
-    lr : float
-        AdamW learning rate (reference: 5e-4), cosine-decayed per task.
-    iterations : int
-        Steps per task (reference: 500).
-    batch_size : int
-        Training batch (reference: 64).
-    max_kappa : float
-        Final soft-threshold κ (reference: 0.005).
-    kappa_steps : int
-        Grid points of κ between 0 and ``max_kappa`` (reference: 50).
-    dense_fraction : float
-        Fraction of iterations trained without thresholding (reference: 0.5).
-    threshold_rule : {"paper", "code"}
-        T_κ of the paper, or the public code's variant (see module docstring).
-    weight_decay : float
-        AdamW weight decay (reference: 0).
-    betas : list of float
-        AdamW betas.
-    text_to_image : bool
-        Add the reference code's text→image loss term.
-    amp : bool
-        bf16 autocast on CUDA.
+    options : CoDyRAOptions, optional
+        Hyper-parameters (defaults: :class:`~strategies.lora.config.CoDyRAOptions`,
+        the reference runner's: rank 16, both towers, all six targets, lr 5e-4,
+        500 iterations, batch 64, κ up to 0.005 over 50 steps after a dense half).
+    **overrides
+        Fields of :class:`~strategies.lora.config.CoDyRAOptions` to change; these
+        are the strategy's config options.
     """
 
     label = "codyra"
+    options_class = CoDyRAOptions
+    options: CoDyRAOptions
 
-    def __init__(
-        self,
-        *,
-        rank: int = 16,
-        encoders: Literal["vision", "text", "both"] = "both",
-        targets: tuple[str, ...] = TARGETS,
-        lr: float = 5e-4,
-        iterations: int = 500,
-        batch_size: int = 64,
-        max_kappa: float = 0.005,
-        kappa_steps: int = 50,
-        dense_fraction: float = 0.5,
-        threshold_rule: Literal["paper", "code"] = "paper",
-        weight_decay: float = 0.0,
-        betas: tuple[float, ...] = (0.9, 0.999),
-        text_to_image: bool = False,
-        amp: bool = True,
-    ) -> None:
-        super().__init__(rank=rank, encoders=encoders, targets=targets, lr=lr,
-                         iterations=iterations, batch_size=batch_size, weight_decay=weight_decay,
-                         betas=betas, text_to_image=text_to_image, amp=amp)
-        if max_kappa < 0:
-            raise ValueError(f"codyra max_kappa must be >= 0, got {max_kappa}.")
-        if kappa_steps < 2:
-            raise ValueError(f"codyra kappa_steps must be >= 2, got {kappa_steps}.")
-        if not 0 <= dense_fraction < 1:
-            raise ValueError(f"codyra dense_fraction must be in [0, 1), got {dense_fraction}.")
-        if threshold_rule not in ("paper", "code"):
-            raise ValueError(f"codyra threshold_rule must be 'paper' or 'code', got {threshold_rule!r}.")
-        self.max_kappa, self.kappa_steps = max_kappa, kappa_steps
-        self.dense_fraction = dense_fraction
-        self.threshold_rule: ThresholdRule = threshold_rule
+    def __init__(self, options: CoDyRAOptions | None = None, /, **overrides: Any) -> None:
+        super().__init__(replace(options or CoDyRAOptions(), **overrides))
         self._layers: dict[str, GatedLoRALinear] = {}
 
     def _inject(
@@ -113,19 +64,19 @@ class RankSelectiveLoRA(MergedAdapterStrategy):
     ) -> list[nn.Parameter]:
         self._layers = {}
         for name in names:
-            layer = GatedLoRALinear(model.get_submodule(name), self.rank, generator=generator)
+            layer = GatedLoRALinear(model.get_submodule(name), self.options.rank, generator=generator)
             replace_module(model, name, layer)
             self._layers[name] = layer
         return [p for layer in self._layers.values()
                 for p in (layer.lora_A, layer.lora_B, layer.gate)]
 
     def _after_step(self, iteration: int, total: int) -> None:
-        kappa = kappa_at(iteration, total, self.max_kappa, steps=self.kappa_steps,
-                         dense_fraction=self.dense_fraction)
+        kappa = kappa_at(iteration, total, self.options.max_kappa, steps=self.options.kappa_steps,
+                         dense_fraction=self.options.dense_fraction)
         if kappa > 0:
             with torch.no_grad():
                 for layer in self._layers.values():
-                    layer.gate.copy_(soft_threshold(layer.gate, kappa, self.threshold_rule))
+                    layer.gate.copy_(soft_threshold(layer.gate, kappa, self.options.threshold_rule))
 
     def _kept_ranks(self) -> dict[str, int]:
         return {name: layer.kept_rank() for name, layer in self._layers.items()}

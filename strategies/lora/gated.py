@@ -106,9 +106,12 @@ def soft_threshold(x: torch.Tensor, kappa: float, rule: ThresholdRule = "paper")
     ``rule="paper"``: T_κ(x) = sign(x)·max(|x| − κ, 0) (the paper's
     proximal step on the L1 penalty λ·‖g‖₁ of the importance weights).
 
-    ``rule="code"``: the public code's variant: shrink by κ, *then* zero entries
-    whose shrunk magnitude is below κ. In effect ``|x| < 2κ → 0`` and
-    ``|x| ≥ 2κ → sign(x)(|x| − κ)``: harder pruning for the same κ.
+    ``rule="code"``: the public code's variant (Artificer-AI-Lab/CoDyRA @ c1691e4,
+    ``models/codyra.py``, end of ``train_model``): entries with ``x > κ`` lose κ,
+    entries with ``x < −κ`` gain κ, *then* entries whose magnitude is below κ
+    become 0. In effect ``|x| < κ → 0``, ``|x| = κ → x`` (neither shifted nor
+    below κ: kept as is), ``κ < |x| < 2κ → 0`` and ``|x| ≥ 2κ → sign(x)(|x| − κ)``:
+    harder pruning for the same κ.
 
     Parameters
     ----------
@@ -125,11 +128,11 @@ def soft_threshold(x: torch.Tensor, kappa: float, rule: ThresholdRule = "paper")
     """
     if kappa < 0:
         raise ValueError(f"soft-threshold kappa must be >= 0, got {kappa}.")
-    shrunk = torch.sign(x) * torch.clamp(x.abs() - kappa, min=0.0)
     if rule == "paper":
-        return shrunk
+        return torch.sign(x) * torch.clamp(x.abs() - kappa, min=0.0)
     if rule == "code":
-        return torch.where(shrunk.abs() < kappa, torch.zeros_like(shrunk), shrunk)
+        shifted = torch.where(x > kappa, x - kappa, torch.where(x < -kappa, x + kappa, x))
+        return torch.where(shifted.abs() < kappa, torch.zeros_like(shifted), shifted)
     raise ValueError(f"threshold rule must be 'paper' or 'code', got {rule!r}.")
 
 

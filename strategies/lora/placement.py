@@ -18,37 +18,11 @@ from typing import Literal
 from torch import nn
 
 from strategies.lora.attention import ExplicitAttention
+from strategies.lora.config import TARGETS, check_targets, towers_of
 
 Encoders = Literal["vision", "text", "both"]
-TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "c_fc", "c_proj")
 ATTENTION_TARGETS: tuple[str, ...] = TARGETS[:4]
 TOWERS: dict[str, str] = {"vision": "visual.transformer", "text": "transformer"}
-ENCODERS: tuple[str, ...] = ("vision", "text", "both")
-
-
-def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
-    """Validated, de-duplicated target names in canonical order.
-
-    Raises
-    ------
-    ValueError
-        Empty list or unknown names (the message lists the valid ones).
-    """
-    unknown = [t for t in targets if t not in TARGETS]
-    if unknown:
-        raise ValueError(
-            f"unknown LoRA target(s) {unknown}; valid targets: {', '.join(TARGETS)}."
-        )
-    if not targets:
-        raise ValueError(f"targets is empty; choose any of {', '.join(TARGETS)}.")
-    return tuple(t for t in TARGETS if t in targets)
-
-
-def towers_of(encoders: str) -> tuple[str, ...]:
-    """``"both"`` → ("vision", "text"); ``ValueError`` for another value."""
-    if encoders not in ENCODERS:
-        raise ValueError(f"encoders must be one of {list(ENCODERS)}, got {encoders!r}.")
-    return ("vision", "text") if encoders == "both" else (encoders,)
 
 
 def _blocks(model: nn.Module, tower: str) -> list[tuple[str, nn.Module]]:

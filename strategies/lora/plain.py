@@ -12,13 +12,14 @@ peft cannot adapt q, k, v and out of an ``nn.MultiheadAttention`` separately.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Literal
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from cl.strategy import STRATEGIES
-from strategies.lora.base import TARGETS, MergedAdapterStrategy
+from strategies.lora.base import MergedAdapterStrategy
+from strategies.lora.config import LoraOptions
 
 if TYPE_CHECKING:  # peft imports transformers (seconds): loaded only when training starts
     from peft.tuners.lora import LoraModel
@@ -26,40 +27,23 @@ if TYPE_CHECKING:  # peft imports transformers (seconds): loaded only when train
 ADAPTER = "default"
 
 
-@STRATEGIES.register("lora")
 class LoRA(MergedAdapterStrategy):
     """Fixed-rank LoRA on an open_clip backbone, merged into the weights after each task.
 
     Parameters
     ----------
-    rank : int
-        LoRA rank r of every adapted module.
-    encoders : {"vision", "text", "both"}
-    targets : list of str
-        Any of ``q_proj, k_proj, v_proj, out_proj, c_fc, c_proj``.
-    lr, iterations, batch_size, weight_decay, betas, text_to_image, amp
-        As for :class:`~strategies.lora.codyra.RankSelectiveLoRA` (same defaults).
+    options : LoraOptions, optional
+        Hyper-parameters (defaults: :class:`~strategies.lora.config.LoraOptions`).
+    **overrides
+        Fields of :class:`~strategies.lora.config.LoraOptions` to change
+        (``rank=4, lr=1e-3``); these are the strategy's config options.
     """
 
     label = "lora"
+    options_class = LoraOptions
 
-    def __init__(
-        self,
-        *,
-        rank: int = 16,
-        encoders: Literal["vision", "text", "both"] = "both",
-        targets: tuple[str, ...] = TARGETS,
-        lr: float = 5e-4,
-        iterations: int = 500,
-        batch_size: int = 64,
-        weight_decay: float = 0.0,
-        betas: tuple[float, ...] = (0.9, 0.999),
-        text_to_image: bool = False,
-        amp: bool = True,
-    ) -> None:
-        super().__init__(rank=rank, encoders=encoders, targets=targets, lr=lr,
-                         iterations=iterations, batch_size=batch_size, weight_decay=weight_decay,
-                         betas=betas, text_to_image=text_to_image, amp=amp)
+    def __init__(self, options: LoraOptions | None = None, /, **overrides: Any) -> None:
+        super().__init__(replace(options or LoraOptions(), **overrides))
         self._peft: LoraModel | None = None
 
     def _inject(
@@ -71,7 +55,7 @@ class LoRA(MergedAdapterStrategy):
         # a regex is matched whole; a list matches by suffix ("transformer.resblocks.0..."
         # would also catch "visual.transformer.resblocks.0...")
         exact = "|".join(re.escape(n) for n in names)
-        config = LoraConfig(r=self.rank, lora_alpha=self.rank, lora_dropout=0.0, bias="none",
+        config = LoraConfig(r=self.options.rank, lora_alpha=self.options.rank, lora_dropout=0.0, bias="none",
                             target_modules=f"(?:{exact})", init_lora_weights=True)
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         with torch.random.fork_rng(devices=[]):
@@ -90,7 +74,7 @@ class LoRA(MergedAdapterStrategy):
         return {n: m for n, m in self._peft.model.named_modules() if isinstance(m, LoraLayer)}
 
     def _kept_ranks(self) -> dict[str, int]:
-        return {name: self.rank for name in self._layers()}
+        return {name: self.options.rank for name in self._layers()}
 
     def _delta_norms(self) -> dict[str, float]:
         with torch.no_grad():

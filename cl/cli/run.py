@@ -1,0 +1,77 @@
+"""``cl run``: run (or resume) an experiment."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cl.config import RunConfig
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "run", help="run an experiment (default: split-digits, pixels, nmc — offline)",
+        description="Run a strategy over a stream. Precedence: defaults < --config < flags < --set.")
+    p.add_argument("--config", help="TOML config file")
+    p.add_argument("--stream", help="stream name (cl list streams)")
+    p.add_argument("--strategy", help="strategy name, path/to/file.py:Class or module:Class")
+    p.add_argument("--backbone", help="backbone spec (cl list backbones)")
+    p.add_argument("--plugin", action="append", default=[], metavar="NAME",
+                   help="attach a plugin (repeatable; options with --set plugins.NAME.KEY=V)")
+    p.add_argument("--data-root", help="directory holding datasets")
+    p.add_argument("--cache-dir", help="feature cache directory (default $CL_CACHE_DIR or user cache)")
+    p.add_argument("--out", help="run directory (default runs/<stream>-<strategy>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its config")
+    p.add_argument("--seed", type=int, help="run seed")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--skip-missing", action="store_true",
+                   help="run only the tasks whose data is present, recording the skipped ones")
+    p.add_argument("--log", metavar="NAMES", help="extra loggers, comma-separated: tensorboard,wandb")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting: seed=1, stream.n_tasks=5, strategy.lr=0.1")
+    p.add_argument("--dry-run", action="store_true", help="validate and print the plan, run nothing")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=handle)
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """Config from --resume/--config, then flags, then --set."""
+    if args.resume:
+        path = Path(args.resume) / "config.toml"
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume {args.resume!r}: no config.toml there; not a run directory.")
+        config = RunConfig.from_file(path)
+        config.out = args.resume
+    else:
+        config = RunConfig.from_file(args.config) if args.config else RunConfig()
+    for flag in ("stream", "strategy", "backbone", "data_root", "cache_dir", "out", "seed", "device"):
+        value = getattr(args, flag)
+        if value is not None:
+            config.set_top(flag, value, source=f"--{flag.replace('_', '-')}")
+    if args.skip_missing:
+        config.skip_missing = True
+    if args.log:
+        config.log = [name.strip() for name in args.log.split(",") if name.strip()]
+    for name in args.plugin:
+        config.plugins.setdefault(name, {})
+    for assignment in args.set:
+        config.apply_set(assignment)
+    return config
+
+
+def handle(args: argparse.Namespace) -> int:
+    from cl.config import experiment
+    from cl.reporting import report
+    from cl.runtime import distributed
+    device = distributed.init_from_env()
+    config = resolve_config(args)
+    if device is not None:
+        config.device = str(device)
+    if args.dry_run:
+        print(experiment.plan(config, require=False).describe())
+        return 0
+    result = experiment.run(config, progress=not args.no_progress)
+    if distributed.is_main():
+        report.print_results(result.results)
+        print(f"run directory: {result.out_dir}")
+    return 0

@@ -1,0 +1,185 @@
+"""Run configuration: TOML files, command-line flags and ``--set key=value`` overrides.
+
+A config file looks like::
+
+    seed = 0
+    backbone = "ViT-B-16:openai"
+    data_root = "/data"
+
+    [stream]
+    name = "mtil"
+    order = "I"
+
+    [strategy]
+    name = "gda"
+    shrinkage = "ks"
+
+    [plugins.replay]       # one table per attached plugin, with its options
+    memory = 200
+
+Precedence: defaults < config file < flags (``--stream``...) < ``--set``.
+Every key is validated: an unknown top-level key, stream option or strategy
+option is an error listing the valid ones; values are type-checked against the
+factories' annotations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from cl.config.options import coerce, parse_value
+from cl.errors import OptionError
+
+
+@dataclass
+class RunConfig:
+    """Resolved settings of one run.
+
+    Attributes
+    ----------
+    stream, strategy, backbone : str
+        Registered names (or, for strategies, ``path.py:Class`` / ``module:Class``).
+    stream_options, strategy_options : dict
+        Factory options (validated against the factory signature).
+    plugins : dict
+        Plugin name → its options.
+    seed : int
+    data_root, cache_dir, out : str or None
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+    batch_size, num_workers : int
+    skip_missing : bool
+        Run only the tasks whose data is present, recording the skipped ones.
+    log : list of str
+        Extra loggers (``"tensorboard"``, ``"wandb"``).
+    """
+
+    stream: str = "split-digits"
+    stream_options: dict[str, Any] = field(default_factory=dict)
+    strategy: str = "nmc"
+    strategy_options: dict[str, Any] = field(default_factory=dict)
+    backbone: str = "pixels"
+    plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = 0
+    data_root: str | None = None
+    cache_dir: str | None = None
+    out: str | None = None
+    device: str = "auto"
+    batch_size: int = 256
+    num_workers: int = 0
+    skip_missing: bool = False
+    log: list[str] = field(default_factory=list)
+
+    # -- construction ------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> RunConfig:
+        """Build from the TOML layout (``[stream]``/``[strategy]`` tables with ``name``)."""
+        config = cls()
+        for key, value in data.items():
+            if key in ("stream", "strategy") and isinstance(value, dict):
+                options = dict(value)
+                if "name" in options:
+                    setattr(config, key, coerce(options.pop("name"), str, f"{source}: {key}.name"))
+                getattr(config, f"{key}_options").update(options)
+            elif key == "plugins":
+                if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+                    raise OptionError(f"{source}: [plugins.NAME] tables expected, got {value!r}.")
+                config.plugins.update({k: dict(v) for k, v in value.items()})
+            else:
+                config.set_top(key, value, source=source)
+        return config
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> RunConfig:
+        """Read a TOML config file; missing file or bad TOML give a clear error."""
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {str(p)!r} does not exist.")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"config file {str(p)!r} is not valid TOML: {err}.") from err
+        return cls.from_dict(data, source=str(p))
+
+    def set_top(self, key: str, value: Any, *, source: str = "--set") -> None:
+        """Set a top-level key, checking the name and the type."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        settable = [n for n in fields if not n.endswith("_options") and n != "plugins"]
+        if key not in settable:
+            raise ValueError(
+                f"{source}: unknown config key {key!r}; valid keys: {', '.join(sorted(settable))}, "
+                "and the tables [stream], [strategy], [plugins.NAME]."
+            )
+        hints = typing.get_type_hints(type(self))
+        setattr(self, key, coerce(value, hints[key], f"{source}: {key!r}"))
+
+    def apply_set(self, assignment: str) -> None:
+        """Apply one ``--set key=value`` (``stream.X``, ``strategy.X``, ``plugins.P.X`` or top-level)."""
+        key, sep, raw = assignment.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {assignment!r}.")
+        value = parse_value(raw.strip())
+        head, _, rest = key.partition(".")
+        if head in ("stream", "strategy") and rest:
+            if rest == "name":
+                setattr(self, head, coerce(value, str, f"--set {key}"))
+            else:
+                getattr(self, f"{head}_options")[rest] = value
+        elif head == "plugins" and rest:
+            plugin, _, option = rest.partition(".")
+            if not option:
+                raise ValueError(f"--set {key}: use plugins.NAME.OPTION=value.")
+            self.plugins.setdefault(plugin, {})[option] = value
+        elif rest:
+            raise ValueError(
+                f"--set {key}: unknown section {head!r}; use stream.X, strategy.X, plugins.NAME.X "
+                "or a top-level key."
+            )
+        else:
+            self.set_top(key, value)
+
+    # -- output ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """TOML layout (inverse of :meth:`from_dict`); ``None`` values are left out."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("stream_options", "strategy_options", "plugins") or value is None:
+                continue
+            out[f.name] = value
+        out["stream"] = {"name": self.stream, **self.stream_options}
+        out["strategy"] = {"name": self.strategy, **self.strategy_options}
+        if self.plugins:
+            out["plugins"] = {k: dict(v) for k, v in self.plugins.items()}
+        return out
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine results (everything but paths and speed knobs)."""
+        d = self.to_dict()
+        for key in ("out", "cache_dir", "num_workers", "log", "device", "data_root"):
+            d.pop(key, None)
+        return d
+
+
+def config_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """Human-readable differences between two config dicts, ``key: a -> b``."""
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        name = f"{prefix}{key}"
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diffs.extend(config_difference(va, vb, f"{name}."))
+        elif va != vb:
+            diffs.append(f"{name}: {va!r} -> {vb!r}")
+    return diffs

@@ -1,0 +1,268 @@
+"""The runner: the one loop over a stream.
+
+For a stream of T tasks it evaluates every task once before training (the
+zero-shot row), then for each task ``t``: plugins' and strategy's
+``before_task``, ``train_task``, ``after_task``, evaluation of every task on
+the scenario's label space, tracker update, and an atomic checkpoint, so a run
+killed at any moment resumes after the last finished task with the same
+numbers (every task reseeds from ``derive_seed(seed, t)``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from cl.config import RunConfig
+from cl.core.checkpoint import CheckpointStore
+from cl.core.compute import ComputeMeter
+from cl.core.inputs import TaskInputs
+from cl.core.plugin import Plugin, call_plugin
+from cl.core.results import RunInfo, build_results, write_results
+from cl.core.strategy import Context, Strategy, TaskData, check_strategy
+from cl.core.tracker import Tracker
+from cl.models.backbones import Backbone
+from cl.runtime import distributed
+from cl.runtime.environment import environment
+from cl.runtime.seeding import derive_seed, seed_everything
+from streams.core import LabelSpace, Stream
+
+logger = logging.getLogger("cl")
+
+
+@dataclass
+class RunResult:
+    """What :meth:`Runner.run` returns: the run directory, tracker and results dict."""
+
+    out_dir: Path
+    tracker: Tracker
+    results: dict[str, Any]
+
+
+class Runner:
+    """Runs one strategy over one stream on one backbone.
+
+    Parameters
+    ----------
+    stream : Stream
+    strategy : Strategy
+    backbone : Backbone
+    out_dir : path
+        Run directory: checkpoints, results and plots go there.
+    seed : int
+    device : torch.device or str
+    batch_size, num_workers : int
+        Loading and evaluation batch settings.
+    cache_dir : str or None
+        Feature cache directory (``None``: ``$CL_CACHE_DIR`` or the user cache).
+    plugins : sequence of Plugin
+    progress : bool
+    config : RunConfig or None
+        Written to the run directory and checked on resume.
+    loggers : sequence
+        Objects with ``log_row(t, tracker)`` and ``close()`` (TensorBoard, W&B).
+    extra_results : dict
+        Merged into ``results.json`` (e.g. skipped tasks).
+    """
+
+    def __init__(
+        self,
+        stream: Stream,
+        strategy: Strategy,
+        backbone: Backbone,
+        *,
+        out_dir: str | Path,
+        seed: int = 0,
+        device: torch.device | str = "cpu",
+        batch_size: int = 256,
+        num_workers: int = 0,
+        cache_dir: str | None = None,
+        plugins: Sequence[Plugin] = (),
+        progress: bool = True,
+        config: RunConfig | None = None,
+        loggers: Sequence[Any] = (),
+        extra_results: dict[str, Any] | None = None,
+    ) -> None:
+        check_strategy(strategy)
+        if getattr(strategy, "needs_text", False) and not backbone.has_text:
+            raise ValueError(
+                f"strategy {type(strategy).__name__} needs a text tower, but backbone "
+                f"{backbone.name!r} has none; use a VLM backbone such as 'ViT-B-16:openai' "
+                "or 'cl-tiny-vit'."
+            )
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        self.stream, self.strategy, self.backbone = stream, strategy, backbone
+        self.out_dir = Path(out_dir)
+        self.seed = seed
+        self.device = torch.device(device)
+        self.batch_size, self.num_workers = batch_size, num_workers
+        self.plugins = list(plugins)
+        self.main = distributed.is_main()
+        self.progress = progress and self.main
+        self.config = config
+        self.loggers = list(loggers)
+        self.tracker = Tracker(stream.task_names)
+        self.meter = ComputeMeter(self.device)
+        self.inputs = TaskInputs(stream, backbone, strategy.inputs, cache_dir=cache_dir,
+                                 batch_size=batch_size, num_workers=num_workers,
+                                 device=self.device, progress=self.progress, meter=self.meter)
+        self.checkpoints = CheckpointStore(self.out_dir)
+        self._spaces: dict[tuple[int, ...], LabelSpace] = {}
+        self.n_classes = stream.n_classes
+        self.info = RunInfo(
+            stream=stream.name,
+            strategy=config.strategy if config else type(strategy).__name__,
+            backbone=backbone.name, backbone_fingerprint=backbone.fingerprint, seed=seed,
+            scenario=stream.scenario, class_names=[list(t.class_names) for t in stream],
+            years=[t.year for t in stream], config=config.to_dict() if config else None,
+            environment=environment(self.device), extra=dict(extra_results or {}),
+        )
+
+    # -- what a strategy receives ----------------------------------------------------
+    def context(self, t: int, *, trained: int | None = None) -> Context:
+        """The context of task ``t``, reseeding python, numpy and torch for it.
+
+        ``trained`` is the number of tasks trained so far (default ``t``); with
+        ``trained=0`` at ``t=0`` the seed is that of the zero-shot evaluation.
+        """
+        trained = t if trained is None else trained
+        gen = seed_everything(derive_seed(self.seed, t if trained else -1))
+        return Context(
+            task_index=t, task=self.stream[t], stream=self.stream,
+            label_space=self.stream.train_label_space(t), backbone=self.backbone,
+            device=self.device, seed=self.seed, generator=gen, logger=logger,
+            record=lambda key, value: self.tracker.record(t, key, value),
+            trained_tasks=trained, plugins=self.plugins, progress=self.progress,
+            batch_size=self.batch_size, num_workers=self.num_workers,
+        )
+
+    def task_data(self, t: int) -> TaskData:
+        """Task ``t``'s training data in the form the strategy takes (global class ids)."""
+        return self.inputs.train_data(t)
+
+    # -- evaluation ------------------------------------------------------------------
+    def evaluate(self, j: int, label_space: LabelSpace, ctx: Context) -> float:
+        """Top-1 accuracy of the strategy on task ``j``'s test split over ``label_space``."""
+        lookup = torch.full((self.n_classes,), -1, dtype=torch.long)
+        lookup[list(label_space.class_ids)] = torch.arange(len(label_space))
+        correct = total = 0
+        for inputs, targets in self.inputs.test_batches(j):
+            logits = self.strategy.predict(inputs, label_space, ctx)
+            if not isinstance(logits, torch.Tensor) or logits.shape != (len(inputs), len(label_space)):
+                shape = getattr(logits, "shape", type(logits).__name__)
+                raise ValueError(
+                    f"{type(self.strategy).__name__}.predict returned {shape}; expected a tensor "
+                    f"of shape ({len(inputs)}, {len(label_space)}) (batch, label space)."
+                )
+            if torch.isnan(logits).any():
+                raise FloatingPointError(
+                    f"{type(self.strategy).__name__}.predict returned NaN logits on task "
+                    f"{self.stream[j].name!r}."
+                )
+            positions = lookup[targets]
+            correct += int((logits.argmax(1).cpu() == positions).sum())
+            total += len(targets)
+        correct, total = distributed.sum_counts(correct, total)
+        if total == 0:
+            raise ValueError(f"task {self.stream[j].name!r} has an empty test split.")
+        return correct / total
+
+    def _label_space(self, j: int, row: int | None) -> LabelSpace:
+        """``stream.eval_label_space(j, row)``, built once per distinct class set."""
+        key = self.stream.eval_tasks(j, row)
+        if key not in self._spaces:
+            self._spaces[key] = self.stream.task_label_space(key)
+        return self._spaces[key]
+
+    def _eval_row(self, row: int | None, ctx: Context) -> dict[str, float]:
+        accuracies = {}
+        bar = tqdm(range(len(self.stream)), desc="evaluate", leave=False, disable=not self.progress)
+        for j in bar:
+            acc = self.evaluate(j, self._label_space(j, row), ctx)
+            self.tracker.record_accuracy(row, j, acc)
+            accuracies[self.stream[j].name] = acc
+        return accuracies
+
+    # -- the loop --------------------------------------------------------------------
+    def run(self) -> RunResult:
+        """Run (or resume) the stream; write results; return them.
+
+        On an error inside a task the results so far are written with
+        ``status = "failed"`` and the error is re-raised.
+        """
+        start = self._resume()
+        try:
+            if start == 0 and self.tracker.completed_rows() == 0:
+                ctx = self.context(0, trained=0)
+                with self.meter.time(self.tracker, 0, "eval_seconds"):
+                    self._eval_row(None, ctx)
+            tasks = tqdm(range(start, len(self.stream)), desc=self.stream.name, initial=start,
+                         total=len(self.stream), disable=not self.progress)
+            for t in tasks:
+                tasks.set_postfix_str(self.stream[t].name)
+                self._task(t)
+                self._write("running")
+        except BaseException as err:
+            self._write("failed", error=f"{type(err).__name__}: {err}")
+            raise
+        finally:
+            for lg in self.loggers:
+                lg.close()
+        results = self._write("completed")
+        if self.main:
+            from cl.reporting.report import write_report  # matplotlib: only once, at the end
+
+            write_report(self.out_dir, results)
+        return RunResult(self.out_dir, self.tracker, results)
+
+    def _write(self, status: str, error: str | None = None) -> dict[str, Any]:
+        """Build ``results.json`` and write it (rank 0); return the results."""
+        results = build_results(self.tracker, self.info, status=status, error=error)
+        if self.main:
+            write_results(self.out_dir, results)
+        return results
+
+    def _task(self, t: int) -> None:
+        ctx = self.context(t)
+        with self.meter.time(self.tracker, t, "train_seconds"), self.meter.peak(self.tracker, t):
+            for plugin in self.plugins:
+                call_plugin(plugin, "before_task", ctx)
+            self.strategy.before_task(ctx)
+            data = self.task_data(t)
+            ctx.count("train_examples", len(data.targets))
+            self.strategy.train_task(data, ctx)
+            self.strategy.after_task(ctx)
+            for plugin in self.plugins:
+                call_plugin(plugin, "after_task", ctx)
+        ctx.trained_tasks = t + 1
+        with self.meter.time(self.tracker, t, "eval_seconds"):
+            accuracies = self._eval_row(t, ctx)
+        for plugin in self.plugins:
+            call_plugin(plugin, "after_eval", ctx, accuracies)
+        self.tracker.add_compute(t, **ctx.counters)
+        self.meter.finish_task(self.tracker, t, self.strategy, self.backbone, len(data.targets))
+        for lg in self.loggers:
+            lg.log_row(t, self.tracker)
+        self.checkpoints.save(t, self.tracker, self.strategy.state_dict(),
+                              [p.state_dict() for p in self.plugins])
+
+    def _resume(self) -> int:
+        """Restore the newest valid checkpoint; return the first task still to run."""
+        self.checkpoints.prepare(self.config)
+        state = self.checkpoints.load_latest()
+        if state is None:
+            return 0
+        self.tracker = Tracker.from_dict(state["tracker"])
+        self.strategy.load_state_dict(state["strategy"])
+        for plugin, pstate in zip(self.plugins, state["plugins"], strict=False):
+            plugin.load_state_dict(pstate)
+        start = int(state["task"]) + 1
+        logger.info("resuming %s after task %d of %d", self.out_dir, start, len(self.stream))
+        return start

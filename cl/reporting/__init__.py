@@ -1,0 +1,1 @@
+"""What a run shows: report and terminal tables, figures, run comparison, dashboard loggers."""

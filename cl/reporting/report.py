@@ -1,0 +1,106 @@
+"""What a run shows: ``report.md`` with its figures, and terminal tables (results themselves:
+:mod:`cl.core.results`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cl.reporting import plots
+from cl.runtime.io import atomic_write_text
+
+METRIC_LABELS = {
+    "average_accuracy": "average accuracy (final row)",
+    "average_incremental_accuracy": "average incremental accuracy",
+    "forgetting": "forgetting (max-based, Chaudhry 2018)",
+    "forgetting_after_training": "forgetting (after training, avalanche)",
+    "backward_transfer": "backward transfer (GEM)",
+    "forward_transfer": "forward transfer (GEM)",
+    "mtil_transfer": "MTIL Transfer",
+    "mtil_average": "MTIL Average",
+    "mtil_last": "MTIL Last",
+    "nevis_average_error": "NEVIS average error",
+}
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}"
+
+
+def matrix_markdown(results: dict[str, Any]) -> str:
+    """Accuracy matrix (percent) as a Markdown table, zero-shot row first."""
+    names = results["tasks"]
+    lines = ["| after \\ task | " + " | ".join(names) + " |",
+             "|---|" + "---:|" * len(names)]
+    if results.get("zero_shot") is not None:
+        lines.append("| zero-shot | " + " | ".join(_pct(v) for v in results["zero_shot"]) + " |")
+    for name, row in zip(names, results["accuracy_matrix"], strict=True):
+        lines.append(f"| {name} | " + " | ".join(_pct(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def metrics_markdown(results: dict[str, Any]) -> str:
+    """Metric summary (percent points) as a Markdown table."""
+    lines = ["| metric | value (%) |", "|---|---:|"]
+    for key, value in results["metrics"].items():
+        lines.append(f"| {METRIC_LABELS.get(key, key)} | {_pct(value)} |")
+    return "\n".join(lines)
+
+
+def compute_markdown(results: dict[str, Any]) -> str:
+    """Per-task compute as a Markdown table."""
+    keys = ["train_seconds", "eval_seconds", "train_examples", "backbone_forwards",
+            "train_flops", "trainable_parameters", "memory_bytes"]
+    lines = ["| task | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
+    for name, c in zip(results["tasks"], results["compute"], strict=True):
+        cells = [f"{c[k]:.3g}" if k in c and c[k] is not None else "—" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(out_dir: str | Path, results: dict[str, Any]) -> Path:
+    """Write ``report.md`` and the PNG figures of a run; return the report path."""
+    out_dir = Path(out_dir)
+    figures = plots.write_all(results, out_dir)
+    text = "\n\n".join([
+        f"# {results['stream']} · {results['strategy']} · {results['backbone']}",
+        f"seed {results['seed']} · scenario {results['scenario']} · status {results['status']}"
+        + (f" · error: {results['error']}" if results.get("error") else ""),
+        "## Accuracy matrix (%)\n\nRows: after training task t. Columns: task j.",
+        matrix_markdown(results),
+        "## Metrics",
+        metrics_markdown(results),
+        "## Compute per task",
+        compute_markdown(results),
+        "## Figures",
+        "\n".join(f"![{p.stem}]({p.name})" for p in figures),
+    ]) + "\n"
+    path = out_dir / "report.md"
+    atomic_write_text(path, text)
+    return path
+
+
+def print_results(results: dict[str, Any], console: Console | None = None) -> None:
+    """Print the accuracy matrix and the metric summary as terminal tables."""
+    console = console or Console()
+    names = results["tasks"]
+    table = Table(title=f"accuracy (%) — {results['stream']} · {results['strategy']} · "
+                        f"{results['backbone']}")
+    table.add_column("after \\ task")
+    for name in names:
+        table.add_column(name, justify="right")
+    if results.get("zero_shot") is not None:
+        table.add_row("zero-shot", *[_pct(v) for v in results["zero_shot"]], style="dim")
+    for name, row in zip(names, results["accuracy_matrix"], strict=True):
+        table.add_row(name, *[_pct(v) for v in row])
+    if len(names) <= 20:
+        console.print(table)
+    summary = Table(title="metrics")
+    summary.add_column("metric")
+    summary.add_column("value (%)", justify="right")
+    for key, value in results["metrics"].items():
+        summary.add_row(METRIC_LABELS.get(key, key), _pct(value))
+    console.print(summary)

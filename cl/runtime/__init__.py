@@ -1,0 +1,1 @@
+"""Process-level services: atomic I/O, seeding, torch.distributed helpers, data loading."""

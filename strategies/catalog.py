@@ -1,0 +1,35 @@
+"""The registered strategies and plugins, by name, imported only when built.
+
+Adding a strategy to the library is one line here: its name and the
+``module:Class`` that builds it. ``cl list strategies`` reads descriptions and
+options from the source, so listing imports no torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from cl.config.registry import Registry
+
+if TYPE_CHECKING:
+    from cl.core.plugin import Plugin
+    from cl.core.strategy import Strategy
+
+STRATEGIES: Registry[Strategy] = Registry("strategy", "strategies")
+for _name, _target in (
+    ("zeroshot", "heads.zeroshot:ZeroShotStrategy"),
+    ("nmc", "heads.nmc:NMCStrategy"),
+    ("gda", "heads.gda:GDAStrategy"),
+    ("finetune", "finetune:Finetune"),
+    ("lora", "lora.plain:LoRA"),
+    ("codyra", "lora.codyra:RankSelectiveLoRA"),
+):
+    STRATEGIES.register(_name, f"strategies.{_target}")
+
+PLUGINS: Registry[Plugin] = Registry("plugin")
+"""Plugins attachable by name (``--plugin NAME``, ``[plugins.NAME]`` in a config)."""
+for _name, _target in (
+    ("replay", "plugins.replay:ReplayPlugin"),
+    ("zero-shot-retention", "plugins.retention:ZeroShotRetention"),
+):
+    PLUGINS.register(_name, f"strategies.{_target}")

@@ -1,0 +1,1 @@
+"""Plugins attachable to any strategy: exemplar replay, zero-shot retention monitor."""
