@@ -1,0 +1,1 @@
+"""Core of the library: strategy and plugin protocols, runner, tracker, metrics, results."""
