@@ -1,0 +1,1 @@
+"""Published benchmark protocols: their tasks, expected data paths and sources."""
