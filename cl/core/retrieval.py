@@ -48,7 +48,7 @@ __all__ = [
 ]
 
 Ties = Literal["pessimistic", "optimistic"]
-_CHUNK = 1024  # query rows per block: bounds the (rows, G) temporaries
+_CHUNK = 256  # query rows per block: bounds the (rows, G) temporaries
 
 
 def _similarity(similarity: Any) -> np.ndarray:
@@ -79,15 +79,19 @@ def _check_k(k: int, name: str = "k") -> None:
 
 
 def _ranks(
-    S: np.ndarray, hits_of: Callable[[int, int], np.ndarray], ties: Ties
+    n_queries: int,
+    rows_of: Callable[[int, int], np.ndarray],
+    hits_of: Callable[[int, int], np.ndarray],
+    ties: Ties,
 ) -> np.ndarray:
-    """Rank of the best hit of every row of ``S``; ``hits_of(start, stop)`` gives the
-    boolean hit mask of rows ``start:stop``, shape (stop - start, G)."""
+    """Rank of the best hit of every query; ``rows_of(start, stop)`` gives the scores of
+    queries ``start:stop`` and ``hits_of(start, stop)`` their boolean hit mask, both of
+    shape (stop - start, G)."""
     _check_ties(ties)
-    out = np.empty(S.shape[0], dtype=np.int64)
-    for start in range(0, S.shape[0], _CHUNK):
-        stop = min(start + _CHUNK, S.shape[0])
-        block, hits = S[start:stop], hits_of(start, stop)
+    out = np.empty(n_queries, dtype=np.int64)
+    for start in range(0, n_queries, _CHUNK):
+        stop = min(start + _CHUNK, n_queries)
+        block, hits = rows_of(start, stop), hits_of(start, stop)
         empty = ~hits.any(axis=1)
         if empty.any():
             bad = (np.flatnonzero(empty) + start)[:5].tolist()
@@ -147,7 +151,7 @@ def first_hit_ranks(similarity: ArrayLike, positives: Any, *, ties: Ties = "pess
     """
     S = _similarity(similarity)
     mask = _positive_mask(positives, S.shape)
-    return _ranks(S, lambda a, b: mask[a:b], ties)
+    return _ranks(S.shape[0], lambda a, b: S[a:b], lambda a, b: mask[a:b], ties)
 
 
 def recall_at_k(
@@ -229,8 +233,10 @@ def image_text_recall(
     for k in ks:
         _check_k(k, "each of ks")
     image_ids = np.arange(n_images)
-    i2t = _ranks(S, lambda a, b: owner[None, :] == image_ids[a:b, None], ties)
-    t2i = _ranks(np.ascontiguousarray(S.T), lambda a, b: image_ids[None, :] == owner[a:b, None], ties)
+    i2t = _ranks(n_images, lambda a, b: S[a:b],
+                 lambda a, b: owner[None, :] == image_ids[a:b, None], ties)
+    t2i = _ranks(n_captions, lambda a, b: S[:, a:b].T,
+                 lambda a, b: image_ids[None, :] == owner[a:b, None], ties)
     out: dict[str, float] = {}
     for direction, ranks in (("i2t", i2t), ("t2i", t2i)):
         for k in ks:
