@@ -9,7 +9,7 @@ import webdataset as wds
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from streams.imagetext.dataset import ImageTextDataset
+from streams.imagetext.dataset import ImageTextDataset, collate_pairs
 from streams.imagetext.readers import read_coco_captions, read_csv, read_jsonl, read_karpathy
 from streams.imagetext.shards import iter_shards, read_shards
 
@@ -174,3 +174,15 @@ def test_dataset_validation_and_subset(tmp_path, images):
         ImageTextDataset(images, (("a",),))
     with pytest.raises(ValueError, match="unique"):
         ImageTextDataset(images[:2], (("a",), ("b",)), ids=("k", "k"))
+
+
+def test_collate_keeps_each_images_captions_together(tmp_path, images):
+    import torch
+
+    ds = ImageTextDataset(images, (("r",), ("g1", "g2"), ("b",)),
+                          transform=lambda im: torch.from_numpy(np.array(im)).permute(2, 0, 1))
+    x, caps = next(iter(DataLoader(ds, batch_size=3, collate_fn=collate_pairs)))
+    assert x.shape == (3, 3, 4, 6) and x[1, 1, 0, 0].item() == 255
+    assert caps == [["r"], ["g1", "g2"], ["b"]]
+    pil, _ = collate_pairs([ds.with_transform(None)[0]])
+    assert isinstance(pil, list) and pil[0].getpixel((0, 0)) == COLORS[0]

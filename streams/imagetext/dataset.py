@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -125,3 +126,18 @@ class ImageTextDataset(Dataset):
     def with_transform(self, transform: Callable[[Image.Image], Any] | None) -> ImageTextDataset:
         """The same data with another image ``transform``."""
         return ImageTextDataset(self.images, self.captions, self.ids, self.categories, transform)
+
+
+def collate_pairs(batch: Sequence[tuple[Any, list[str]]]) -> tuple[Any, list[list[str]]]:
+    """``DataLoader`` collate function for ``(image, captions)`` items.
+
+    Images that are tensors (transformed, same shape) are stacked into (B, ...);
+    others are returned as a list. Captions stay one list per image (torch's
+    default collate would transpose them, and fails when images have different
+    numbers of captions).
+    """
+    images = [item[0] for item in batch]
+    captions = [list(item[1]) for item in batch]
+    if images and all(isinstance(x, torch.Tensor) for x in images):
+        return torch.stack(images), captions
+    return images, captions
