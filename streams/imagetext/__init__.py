@@ -1,0 +1,1 @@
+"""Image-text data sources: images with one or more captions, from files and tar shards."""
