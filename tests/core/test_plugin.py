@@ -279,3 +279,29 @@ def test_replay_with_finetune_on_a_task_incremental_stream(tmp_path):
                      "--plugin", "replay", "--set", "plugins.replay.memory_size=20"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["scenario"] == "task-incremental" and results["status"] == "completed"
+
+
+def test_after_train_gives_plugins_the_task_data_the_strategy_got(tmp_path):
+    """A plugin computing class means from ``after_train`` sees exactly the training features
+    (the NMC strategy's own statistics are the independent check)."""
+    import numpy as np
+
+    from cl.core.strategy import TaskData
+    from strategies.heads.nmc import NMCStrategy
+
+    class ClassMeans(Plugin):
+        def __init__(self):
+            self.means, self.calls = {}, []
+
+        def after_train(self, data: TaskData, ctx) -> None:
+            self.calls.append((ctx.task_index, data.features.shape, data.dataset is None))
+            for c in data.targets.unique().tolist():
+                self.means[c] = data.features[data.targets == c].double().mean(0).numpy()
+
+    plugin = ClassMeans()
+    strategy = NMCStrategy(normalize=False, metric="euclidean")
+    Runner(streams.get("split-digits", n_tasks=2), strategy, create_backbone("pixels"),
+           out_dir=tmp_path / "r", plugins=[plugin], progress=False).run()
+    assert [c[0] for c in plugin.calls] == [0, 1] and all(c[1][1] == 64 and c[2] for c in plugin.calls)
+    np.testing.assert_allclose(np.stack([plugin.means[c] for c in range(10)]),
+                               strategy.model.means_, rtol=1e-12)
