@@ -60,6 +60,45 @@ def test_cbrs_hand_computed_case():
     assert plugin.seen_ == {0: 4, 1: 7, 2: 2}
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_cbrs_class_leading_while_filling_is_not_full(seed):
+    """M = 4, stream 1, 0, 0, 0, then 1s. Class 1 led after the first example, but "full"
+    counts only once the buffer is filled (then 0 is the largest): the 1s evict 0s until
+    the classes tie, whatever the random draws."""
+    plugin, ctx = ReplayPlugin(memory_size=4, seed=seed), make_ctx()
+    plugin.before_task(ctx)
+    labels = [1, 0, 0, 0] + [1] * 20
+    for i, label in enumerate(labels):
+        offer(plugin, ctx, torch.tensor([[float(i)]]), torch.tensor([label]))
+    assert sorted(plugin.y_.tolist()) == [0, 0, 1, 1]
+
+
+def test_cbrs_allocation_invariant_on_imbalanced_streams():
+    """Algorithm 1 implies, at every step after the buffer is filled: a class that is not
+    full was never evicted, so it holds all n_c of its examples; full classes hold L or
+    L − 1 examples, L the largest count (only a largest class loses an example, and a class
+    becomes full when it reaches L). Checked after every example of 8 random streams."""
+    rng = np.random.default_rng(0)
+    ctx = make_ctx()
+    for trial in range(8):
+        n_classes, memory = int(rng.integers(3, 9)), int(rng.integers(6, 30))
+        freq = 1.0 / np.arange(1, n_classes + 1) ** 1.5
+        labels = rng.choice(n_classes, size=150, p=rng.permutation(freq / freq.sum()))
+        plugin = ReplayPlugin(memory_size=memory, seed=trial)
+        plugin.before_task(ctx)
+        for i, label in enumerate(labels.tolist()):
+            offer(plugin, ctx, torch.tensor([[float(i)]]), torch.tensor([label]))
+            if len(plugin) < memory:
+                continue
+            stored = np.bincount(plugin.y_.numpy(), minlength=n_classes)
+            largest = stored.max()
+            for c, n_c in plugin.seen_.items():
+                if c in plugin._full:
+                    assert stored[c] in (largest - 1, largest), (trial, i, c, stored.tolist())
+                else:
+                    assert stored[c] == n_c, (trial, i, c, stored.tolist())
+
+
 def test_budget_is_exact_and_classes_balanced():
     plugin = ReplayPlugin(memory_size=50)
     for t in range(5):  # 5 tasks of 2 classes, 120 distinct examples per class
