@@ -83,6 +83,11 @@ def forgetting(A: ArrayLike) -> float:
     ``mean_{j<T-1} ( max_{j<=t<=T-2} A[t, j] − A[T-1, j] )``: the drop from the
     best accuracy a task ever had (after it was learned, before the last task)
     to its final accuracy. ``NaN`` for T == 1.
+
+    Rows before task ``j`` was trained (``t < j``: zero-shot or transfer accuracy) are not
+    part of the maximum, as in continuum's ``forgetting``; A-GEM's code (``compute_fgt``,
+    facebookresearch/agem) takes the maximum over every row ``t <= T-2`` and gives a larger
+    value whenever a task scored higher before it was learned (see ``docs/fidelity.md``).
     """
     M = _matrix(A)
     T = M.shape[0]

@@ -31,6 +31,14 @@ def test_forgetting_uses_the_best_earlier_accuracy_not_the_first():
     assert metrics.forgetting(A) == pytest.approx(expected)
 
 
+def test_forgetting_ignores_accuracies_before_the_task_was_trained():
+    # a VLM can score task 1 higher zero-shot (row 0) than after learning it; the drop is
+    # measured from the best accuracy once learned (continuum's definition), not from
+    # every earlier row as A-GEM's compute_fgt does (that would give (0.95-0.6 + 0.85-0.5)/2)
+    B = np.array([[0.90, 0.85, 0.10], [0.95, 0.80, 0.50], [0.60, 0.50, 0.95]])
+    assert metrics.forgetting(B) == pytest.approx(((0.95 - 0.60) + (0.80 - 0.50)) / 2)
+
+
 def test_forgetting_after_training_uses_the_diagonal():
     expected = ((0.90 - 0.60) + (0.80 - 0.50)) / 2
     assert metrics.forgetting_after_training(A) == pytest.approx(expected)
