@@ -111,3 +111,12 @@ def test_bad_matrices_are_rejected_with_a_clear_error(bad):
 def test_forward_transfer_checks_zero_shot_shape():
     with pytest.raises(ValueError, match="zero-shot vector"):
         metrics.forward_transfer(A, [0.1, 0.2])
+
+
+def test_forgetting_rows_option_gives_agem_reading():
+    # task 1 scored 0.9 before it was learned (row 0), 0.6 right after, 0.5 at the end
+    A = np.array([[0.8, 0.9, 0.1], [0.7, 0.6, 0.1], [0.6, 0.5, 0.7]])
+    assert metrics.forgetting(A) == pytest.approx(((0.8 - 0.6) + (0.6 - 0.5)) / 2)
+    assert metrics.forgetting(A, rows="all") == pytest.approx(((0.8 - 0.6) + (0.9 - 0.5)) / 2)
+    with pytest.raises(ValueError, match="'learned' or 'all'"):
+        metrics.forgetting(A, rows="max")
