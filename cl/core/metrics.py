@@ -16,7 +16,6 @@ undefined, not "no forgetting". JSON output writes ``NaN`` as ``null``.
 from __future__ import annotations
 
 import warnings
-
 from typing import Literal
 
 import numpy as np
