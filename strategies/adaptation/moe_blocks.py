@@ -56,6 +56,10 @@ class MoEBlock(nn.Module):
         self.block, self.moe, self.batch_first = block, moe, batch_first
         self.route: int | None = None
 
+    def get_weight_dtype(self) -> torch.dtype:
+        """The wrapped block's weight dtype (open_clip's ``Transformer.get_cast_dtype`` asks block 0)."""
+        return self.block.get_weight_dtype()
+
     def forward(
         self, q_x: torch.Tensor, k_x: torch.Tensor | None = None, v_x: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,

@@ -28,9 +28,10 @@ def slow_learner_param_groups(
 ) -> list[dict]:
     """Optimiser parameter groups ``[backbone at lr·scale, head at lr]`` (reference l. 154–164).
 
-    With ``backbone_lr_scale = 0`` the backbone is frozen instead (``requires_grad``
-    set to False, only the head's group returned), as the reference's ``fix_bcb``.
-    Head parameters that do not require gradients (earlier tasks' heads) are left out.
+    The backbone's parameters are set to require gradients (our backbones arrive frozen);
+    with ``backbone_lr_scale = 0`` they are frozen instead and only the head's group is
+    returned, as the reference's ``fix_bcb``. Head parameters that do not require
+    gradients (earlier tasks' heads) are left out.
 
     Parameters
     ----------
@@ -53,8 +54,8 @@ def slow_learner_param_groups(
         for p in backbone:
             p.requires_grad_(False)
         return [head_group]
-    backbone_group = {"params": list(backbone), "lr": lr * backbone_lr_scale,
-                      "weight_decay": weight_decay}
+    backbone_group = {"params": [p.requires_grad_(True) for p in backbone],
+                      "lr": lr * backbone_lr_scale, "weight_decay": weight_decay}
     return [backbone_group, head_group]
 
 
