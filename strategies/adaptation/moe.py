@@ -221,15 +221,19 @@ class MixtureOfAdapters(nn.Module):
         :attr:`last_balance_loss` is set.
         """
         gates, load = self.route(x[:, 0], router)
+        chosen = gates > 0
         if self.training:
-            self.activations += (gates != 0).sum(0).to(self.activations)
+            self.activations += chosen.sum(0).to(self.activations)
             self.last_balance_loss = balance_loss(gates, load)
+        rows = torch.nonzero(chosen.T)[:, 1]  # samples of expert 0, then of expert 1, ...
         out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
-        for i, expert in enumerate(self.experts):
-            rows = torch.nonzero(gates[:, i] > 0).squeeze(1)
-            if len(rows):
-                contribution = expert(x[rows]) * gates[rows, i, None, None]
-                out.index_add_(0, rows, contribution.float())
+        start = 0
+        for i, count in enumerate(chosen.sum(0).tolist()):
+            if count:
+                mine = rows[start : start + count]
+                contribution = self.experts[i](x[mine]) * gates[mine, i, None, None]
+                out.index_add_(0, mine, contribution.float())
+                start += count
         return out.to(x.dtype)
 
     def reset_activations(self) -> None:
