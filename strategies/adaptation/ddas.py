@@ -1,6 +1,6 @@
 """DDAS: MoE-Adapters' Distribution Discriminative Auto-Selector.
 
-MoE-Adapters (Yu et al., CVPR 2024, §3.3) trains one small autoencoder per task on
+MoE-Adapters (Yu et al., CVPR 2024, "Distribution Discriminative Auto-Selector") trains one small autoencoder per task on
 image features; at test time an input goes to the router of the task whose
 autoencoder reconstructs it best, unless even the best reconstruction error exceeds
 a threshold, in which case it goes to the frozen zero-shot CLIP. Reference

@@ -36,7 +36,7 @@ def classification_loss(
 
     With ``label_smoothing = 0`` this is exactly :func:`strategies.lora.base.clip_loss`
     (the loss of our LoRA / CoDyRA). With ε > 0 the target is ``(1 − ε)·onehot(y) + ε/C``
-    (Szegedy et al. 2016, Eq. in §7; ``torch.nn.functional.cross_entropy``'s
+    (Szegedy et al. 2016, "Rethinking the Inception Architecture", §7; ``torch.nn.functional.cross_entropy``'s
     ``label_smoothing``), as the reference's ``F.cross_entropy(logits_per_image, labels,
     label_smoothing=args.ls)`` (ZSCL ``finetune.py`` l. 223–224; MoE-Adapters
     ``finetune.py`` l. 181–182).
@@ -107,7 +107,7 @@ def clip_distillation(
 
     with KD = :func:`distillation_loss`. The image term distils each reference
     image's distribution over the texts, the "text" term each text's distribution
-    over the batch's images (ZSCL §3.2, "distillation in feature space"; code
+    over the batch's images (ZSCL's method, "distillation in feature space"; code
     ``finetune.py`` l. 248–290 with ``--image_loss --text_loss``, weights 1, T = 2).
     As in the reference, both logits use the *teacher's* text embeddings, so this
     term sends gradient to the student's image encoder only; the student's text

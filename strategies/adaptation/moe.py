@@ -1,6 +1,6 @@
 """Mixture of adapter experts with per-task noisy top-k routers and activate-freeze.
 
-MoE-Adapters (Yu et al., CVPR 2024, §3.2; reference ``JiazuoYu/MoE-Adapters4CL`` @
+MoE-Adapters (Yu et al., CVPR 2024, "Incremental Mixture-of-Experts Adapters"; reference ``JiazuoYu/MoE-Adapters4CL`` @
 4572d97, ``mtil/clip/model.py`` and ``mtil/clip/adapter.py``): every residual block
 holds ``E`` bottleneck adapters (experts) and, per task t, a router ``(W_gᵗ, W_nᵗ)``.
 For a sample whose routing token (the first token of the sequence after the block's
@@ -10,7 +10,7 @@ attention: CLS for images, start-of-text for texts) is ``c``:
 
 with Gaussian noise ε during training only (noisy top-k gating, Shazeer et al.,
 ICLR 2017, Eq. 3–5), and the block output ``x + MLP(LN₂(x)) + y``
-(see :mod:`strategies.adaptation.moe_blocks`). Activate-freeze (MoE-Adapters §3.2):
+(see :mod:`strategies.adaptation.moe_blocks`). Activate-freeze (same section of MoE-Adapters):
 while a task trains, each block counts how many samples every expert receives;
 after the task the two most chosen experts of each block stop training for all
 later tasks (reference ``mtil/src/models/finetune.py`` l. 194–220 writes them to the

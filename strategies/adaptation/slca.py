@@ -1,6 +1,6 @@
 """SLCA's slow learner: a pretrained backbone fine-tuned at a fraction of its head's rate.
 
-SLCA (Zhang et al., ICCV 2023, §4.1 "Slow Learner"; reference ``GengDavid/SLCA`` @
+SLCA (Zhang et al., ICCV 2023, "Slow Learner"; reference ``GengDavid/SLCA`` @
 169d4e6, ``models/slca.py``, ``convs/linears.py``) trains, task after task, the
 backbone and a growing linear head with one SGD optimiser of two parameter groups:
 the head at rate ``lr``, the backbone at ``lr · backbone_lr_scale`` (1/100 by
@@ -9,7 +9,7 @@ the milestones. Each task adds a linear head for its classes, freezes the earlie
 ones, and its loss only covers the current task's logits (l. 127–128).
 
 The second half of SLCA, classifier alignment with class-wise Gaussian
-pseudo-features after each task (§4.2, ``_stage2_compact_classifier`` l. 174–257),
+pseudo-features after each task ("Classifier Alignment", ``_stage2_compact_classifier`` l. 174–257),
 is the shared alignment step of ``strategies/estimators/alignment.py``.
 """
 

@@ -6,7 +6,7 @@
   ``--wise_merge --wise_ft_model n --wise_ft_alpha 0.8``) it is applied once after
   every task with θ₀ = the weights the task started from.
 * :class:`RunningWeightAverage` — ZSCL's weight ensemble during training (Zheng et al.,
-  ICCV 2023, §3.3; ``--we --avg_freq 100``): every ``every`` steps the running mean
+  ICCV 2023, "weight ensemble"; ``--we --avg_freq 100``): every ``every`` steps the running mean
   of the task-start weights and the snapshots so far absorbs the current weights;
   after the task the model takes the average.
 
