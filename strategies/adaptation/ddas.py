@@ -1,12 +1,12 @@
 """DDAS: MoE-Adapters' Distribution Discriminative Auto-Selector.
 
-MoE-Adapters (Yu et al., CVPR 2024, "Distribution Discriminative Auto-Selector") trains one small autoencoder per task on
-image features; at test time an input goes to the router of the task whose
-autoencoder reconstructs it best, unless even the best reconstruction error exceeds
-a threshold, in which case it goes to the frozen zero-shot CLIP. Reference
-``JiazuoYu/MoE-Adapters4CL`` @ 4572d97, ``mtil/src/models/AutoEncoder.py``
-(model and training, l. 13–31 and 133–191) and ``mtil/src/models/evaluation.py``
-(decision, l. 53–71):
+MoE-Adapters (Yu et al., CVPR 2024, "Distribution Discriminative Auto-Selector")
+trains one small autoencoder per task on image features; at test time an input goes
+to the router of the task whose autoencoder reconstructs it best, unless even the
+best reconstruction error exceeds a threshold, in which case it goes to the frozen
+zero-shot CLIP. Reference ``JiazuoYu/MoE-Adapters4CL`` @ 4572d97,
+``mtil/src/models/AutoEncoder.py`` (model and training, l. 13–31 and 133–191) and
+``mtil/src/models/evaluation.py`` (decision, l. 53–71):
 
 * input ``z = sigmoid(f)`` of the features f (the reference: AlexNet conv5 features
   of the image, 256·13·13 values);
@@ -129,7 +129,8 @@ class DDAS:
     ) -> None:
         self.threshold, self.code_dim, self.iterations = threshold, code_dim, iterations
         self.batch_size, self.lr, self.lr_decay_epochs = batch_size, lr, lr_decay_epochs
-        self.weight_decay, self.per_sample, self.random_state = weight_decay, per_sample, random_state
+        self.weight_decay, self.per_sample = weight_decay, per_sample
+        self.random_state = random_state
 
     def _check_params(self) -> None:
         for name in ("code_dim", "iterations", "batch_size", "lr_decay_epochs"):
@@ -145,11 +146,12 @@ class DDAS:
             raise TypeError(f"X must be a float tensor (N, D), got {type(X).__name__} "
                             f"{tuple(getattr(X, 'shape', ()))}.")
         if hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, DDAS was fitted on {self.n_features_in_}.")
+            raise ValueError(
+                f"X has {X.shape[1]} features, DDAS was fitted on {self.n_features_in_}.")
         return X
 
     def fit(self, X: torch.Tensor, y: torch.Tensor) -> DDAS:
-        """Forget everything, then :meth:`partial_fit` each domain of ``y`` in order of appearance."""
+        """Forget everything, then :meth:`partial_fit` each domain of ``y`` (in order seen)."""
         for attr in ("autoencoders_", "domains_", "n_features_in_"):
             self.__dict__.pop(attr, None)
         return self.partial_fit(X, y)
@@ -203,7 +205,7 @@ class DDAS:
         self.domains_.append(domain)
 
     def decision_function(self, X: torch.Tensor) -> torch.Tensor:
-        """Reconstruction errors (N, K) per image, or (1, K) for the batch when not ``per_sample``."""
+        """Reconstruction errors (N, K) per image, or (1, K) for the batch unless ``per_sample``."""
         X = self._check_X(X)
         if not getattr(self, "domains_", None):
             raise ValueError("DDAS has no autoencoder yet; call partial_fit first.")

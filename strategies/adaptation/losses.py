@@ -36,7 +36,8 @@ def classification_loss(
 
     With ``label_smoothing = 0`` this is exactly :func:`strategies.lora.base.clip_loss`
     (the loss of our LoRA / CoDyRA). With ε > 0 the target is ``(1 − ε)·onehot(y) + ε/C``
-    (Szegedy et al. 2016, "Rethinking the Inception Architecture", §7; ``torch.nn.functional.cross_entropy``'s
+    (Szegedy et al. 2016, "Rethinking the Inception Architecture", §7;
+    ``torch.nn.functional.cross_entropy``'s
     ``label_smoothing``), as the reference's ``F.cross_entropy(logits_per_image, labels,
     label_smoothing=args.ls)`` (ZSCL ``finetune.py`` l. 223–224; MoE-Adapters
     ``finetune.py`` l. 181–182).
@@ -174,6 +175,7 @@ def weight_l2_loss(
     total = params[0].new_zeros((), dtype=torch.float32)
     for i, (p, a) in enumerate(zip(params, anchors, strict=True)):
         if p.shape != a.shape:
-            raise ValueError(f"parameter {i} has shape {tuple(p.shape)}, its anchor {tuple(a.shape)}.")
+            raise ValueError(
+                f"parameter {i} has shape {tuple(p.shape)}, its anchor {tuple(a.shape)}.")
         total = total + F.mse_loss(p, a.detach(), reduction="sum")
     return total

@@ -1,8 +1,9 @@
 """Mixture of adapter experts with per-task noisy top-k routers and activate-freeze.
 
-MoE-Adapters (Yu et al., CVPR 2024, "Incremental Mixture-of-Experts Adapters"; reference ``JiazuoYu/MoE-Adapters4CL`` @
-4572d97, ``mtil/clip/model.py`` and ``mtil/clip/adapter.py``): every residual block
-holds ``E`` bottleneck adapters (experts) and, per task t, a router ``(W_gᵗ, W_nᵗ)``.
+MoE-Adapters (Yu et al., CVPR 2024, "Incremental Mixture-of-Experts Adapters";
+reference ``JiazuoYu/MoE-Adapters4CL`` @ 4572d97, ``mtil/clip/model.py`` and
+``mtil/clip/adapter.py``): every residual block holds ``E`` bottleneck adapters
+(experts) and, per task t, a router ``(W_gᵗ, W_nᵗ)``.
 For a sample whose routing token (the first token of the sequence after the block's
 attention: CLS for images, start-of-text for texts) is ``c``:
 
@@ -10,7 +11,7 @@ attention: CLS for images, start-of-text for texts) is ``c``:
 
 with Gaussian noise ε during training only (noisy top-k gating, Shazeer et al.,
 ICLR 2017, Eq. 3–5), and the block output ``x + MLP(LN₂(x)) + y``
-(see :mod:`strategies.adaptation.moe_blocks`). Activate-freeze (same section of MoE-Adapters):
+(see :mod:`strategies.adaptation.moe_blocks`). Activate-freeze (same section):
 while a task trains, each block counts how many samples every expert receives;
 after the task the two most chosen experts of each block stop training for all
 later tasks (reference ``mtil/src/models/finetune.py`` l. 194–220 writes them to the
@@ -96,7 +97,8 @@ def noisy_top_k_gating(
     clean = x @ w_gate.to(x)
     if noise is not None:
         if noise.shape != clean.shape:
-            raise ValueError(f"noise must have shape {tuple(clean.shape)}, got {tuple(noise.shape)}.")
+            raise ValueError(
+                f"noise must have shape {tuple(clean.shape)}, got {tuple(noise.shape)}.")
         std = F.softplus(x @ w_noise.to(x)) + noise_epsilon
         logits = clean + noise.to(clean) * std
     else:
@@ -200,7 +202,8 @@ class MixtureOfAdapters(nn.Module):
     def route(self, tokens: torch.Tensor, router: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Gates (B, E) and load (E,) of router ``router`` for routing tokens (B, D)."""
         if not 0 <= router < len(self.gates):
-            raise ValueError(f"router {router} does not exist; {len(self.gates)} routers were added.")
+            raise ValueError(
+                f"router {router} does not exist; {len(self.gates)} routers were added.")
         noise = None
         if self.training:
             shape = (tokens.shape[0], self.n_experts)

@@ -57,7 +57,7 @@ class MoEBlock(nn.Module):
         self.route: int | None = None
 
     def get_weight_dtype(self) -> torch.dtype:
-        """The wrapped block's weight dtype (open_clip's ``Transformer.get_cast_dtype`` asks block 0)."""
+        """The wrapped block's weight dtype (open_clip's ``get_cast_dtype`` asks block 0)."""
         return self.block.get_weight_dtype()
 
     def forward(

@@ -1,4 +1,4 @@
-"""The learning-rate schedule of the ZSCL and MoE-Adapters reference runs: linear warm-up, cosine decay.
+"""The learning rate of the ZSCL and MoE-Adapters reference runs: linear warm-up, cosine decay.
 
 Both references (built on WiSE-FT's code) call ``utils.cosine_lr(optimizer, lr,
 warmup_length=100, steps=iterations)`` and set the rate before every step

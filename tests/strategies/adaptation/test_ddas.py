@@ -20,7 +20,7 @@ def _domain(centre: int, n: int, seed: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def fitted() -> DDAS:
-    """Autoencoders of the zero-shot reference domain (centre 0) and of tasks 0, 1, 2 (centres 1-3)."""
+    """Autoencoders of the zero-shot reference domain (centre 0) and tasks 0-2 (centres 1-3)."""
     X = torch.cat([_domain(c, 80, c) for c in range(4)])
     y = torch.repeat_interleave(torch.tensor([ZERO_SHOT, 0, 1, 2]), 80)
     return DDAS(threshold=1.0, iterations=150, batch_size=16, random_state=0).fit(X, y)
@@ -47,8 +47,8 @@ def _np_routes(errors: np.ndarray, domains: list[int], threshold: float) -> np.n
 
 @pytest.mark.parametrize("per_sample", [False, True])
 def test_decisions_follow_the_reference_rule(fitted, per_sample):
-    """argmin of the reconstruction error, zero-shot above the threshold or for the reference domain;
-    per batch (the batch-mean error, as the reference) or per image."""
+    """argmin of the reconstruction error, zero-shot above the threshold or for the reference
+    domain; per batch (the batch-mean error, as the reference) or per image."""
     fitted.per_sample = per_sample
     mixed = torch.cat([_domain(c, 5, 100 + c) for c in range(6)])  # centres 4, 5 never learned
     errors = _np_errors(fitted, mixed)
@@ -59,15 +59,16 @@ def test_decisions_follow_the_reference_rule(fitted, per_sample):
             expected = _np_routes(errors, fitted.domains_, threshold)
             np.testing.assert_allclose(fitted.decision_function(mixed).numpy(), errors, rtol=1e-5)
         else:
-            expected = np.repeat(_np_routes(errors.mean(0, keepdims=True), fitted.domains_, threshold),
-                                 len(mixed))
+            batch = _np_routes(errors.mean(0, keepdims=True), fitted.domains_, threshold)
+            expected = np.repeat(batch, len(mixed))
         np.testing.assert_array_equal(fitted.predict(mixed).numpy(), expected)
     fitted.per_sample, fitted.threshold = False, 1.0
 
 
 def test_images_of_domains_not_yet_seen_go_to_zero_shot(fitted):
     fitted.per_sample = True
-    seen_errors = np.concatenate([_np_errors(fitted, _domain(c, 40, 200 + c)).min(1) for c in range(1, 4)])
+    seen_errors = np.concatenate(
+        [_np_errors(fitted, _domain(c, 40, 200 + c)).min(1) for c in range(1, 4)])
     fitted.threshold = float(seen_errors.max())
     for task, centre in enumerate((1, 2, 3)):
         assert (fitted.predict(_domain(centre, 40, 200 + centre)) == task).all()

@@ -52,15 +52,16 @@ def test_distillation_is_t_squared_cross_entropy_and_has_the_kl_gradient(t):
     teacher = torch.randn(5, 7, generator=g, dtype=torch.float64) * 3
     student = (torch.randn(5, 7, generator=g, dtype=torch.float64) * 3).requires_grad_()
     loss = distillation_loss(teacher, student, t)
-    np.testing.assert_allclose(loss.item(), _np_soft_ce(teacher.numpy(), student.detach().numpy(), t),
-                               rtol=1e-12)
+    expected = _np_soft_ce(teacher.numpy(), student.detach().numpy(), t)
+    np.testing.assert_allclose(loss.item(), expected, rtol=1e-12)
     # value = T² (KL(p_t‖p_s) + H(p_t)) per row (scipy), gradient = that of T² KL
     p = softmax(teacher.numpy() / t, axis=1)
     q = softmax(student.detach().numpy() / t, axis=1)
-    np.testing.assert_allclose(loss.item(), t**2 * np.mean(entropy(p, axis=1) + entropy(p, q, axis=1)),
-                               rtol=1e-10)
+    kl_plus_h = np.mean(entropy(p, axis=1) + entropy(p, q, axis=1))
+    np.testing.assert_allclose(loss.item(), t**2 * kl_plus_h, rtol=1e-10)
     (grad,) = torch.autograd.grad(loss, student)
-    kl = t**2 * F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1), reduction="batchmean")
+    kl = t**2 * F.kl_div(F.log_softmax(student / t, 1), F.softmax(teacher / t, 1),
+                         reduction="batchmean")
     (grad_kl,) = torch.autograd.grad(kl, student)
     torch.testing.assert_close(grad, grad_kl, rtol=1e-10, atol=1e-12)
 
@@ -107,10 +108,11 @@ def test_clip_distillation_input_errors():
 
 def test_weight_l2_loss_is_the_squared_distance_with_gradient_to_the_parameters_only():
     g = torch.Generator().manual_seed(0)
-    params = [torch.randn(3, 4, generator=g).requires_grad_(), torch.randn(5, generator=g).requires_grad_()]
-    anchors = [torch.randn(3, 4, generator=g).requires_grad_(), torch.randn(5, generator=g).requires_grad_()]
+    params = [torch.randn(s, generator=g).requires_grad_() for s in ((3, 4), (5,))]
+    anchors = [torch.randn(s, generator=g).requires_grad_() for s in ((3, 4), (5,))]
     loss = weight_l2_loss(params, anchors)
-    expected = sum(((p.detach().numpy() - a.detach().numpy()) ** 2).sum() for p, a in zip(params, anchors))
+    expected = sum(((p.detach().numpy() - a.detach().numpy()) ** 2).sum()
+                   for p, a in zip(params, anchors))
     np.testing.assert_allclose(loss.item(), expected, rtol=1e-6)
     loss.backward()
     for p, a in zip(params, anchors):

@@ -96,8 +96,8 @@ def test_noisy_load_is_the_probability_of_staying_in_the_top_k():
 
 def test_balance_loss_is_the_squared_coefficient_of_variation_of_importance_and_load():
     values = torch.tensor([3.0, 1.0, 0.5, 2.5])
-    np.testing.assert_allclose(cv_squared(values).item(),
-                               np.var(values.numpy(), ddof=1) / np.mean(values.numpy()) ** 2, rtol=1e-6)
+    expected = np.var(values.numpy(), ddof=1) / np.mean(values.numpy()) ** 2
+    np.testing.assert_allclose(cv_squared(values).item(), expected, rtol=1e-6)
     assert cv_squared(torch.tensor([4.0])).item() == 0.0
     gates = torch.tensor([[0.7, 0.3, 0.0], [0.0, 0.6, 0.4]])
     load = torch.tensor([1.0, 2.0, 1.0])
@@ -149,7 +149,8 @@ def test_training_forward_counts_activations_and_freezes_the_two_most_chosen():
     assert frozen == set(chosen)
     trainable = {id(p) for p in moe.trainable_parameters()}
     for i, expert in enumerate(moe.experts):
-        assert all((id(p) in trainable) == (i not in frozen) == p.requires_grad for p in expert.parameters())
+        assert all((id(p) in trainable) == (i not in frozen) == p.requires_grad
+                   for p in expert.parameters())
     # the next task: a fresh zero router, earlier ones frozen, frozen experts stay frozen
     moe.reset_activations()
     assert moe.add_router() == 1 and not moe.gates[0].requires_grad
@@ -179,7 +180,8 @@ def test_fresh_experts_and_the_zero_shot_route_leave_open_clip_unchanged(base, m
     names = attach_experts(model, "both", experts=4, top_k=2, bottleneck=8, dropout=0.1, scale=0.1,
                            generator=_gen(0))
     assert torch.equal(torch.random.get_rng_state(), state)  # global RNG untouched
-    assert names == [f"{t}.resblocks.{i}" for t in ("visual.transformer", "transformer") for i in range(2)]
+    assert names == [f"{t}.resblocks.{i}" for t in ("visual.transformer", "transformer")
+                     for i in range(2)]
     for _, block in moe_blocks(model):
         block.moe.add_router()
     model.eval()

@@ -25,7 +25,7 @@ def base():
 
 
 def test_backbone_steps_are_a_fixed_fraction_of_the_heads(base):
-    """With SGD, one step moves the backbone by lr·scale·(g + wd·θ) and the head by lr·(g + wd·θ)."""
+    """One SGD step moves the backbone by lr·scale·(g + wd·θ), the head by lr·(g + wd·θ)."""
     visual = copy.deepcopy(base.model.visual)
     head = ContinualLinearHead(visual.output_dim)
     head.add_task(3, torch.Generator().manual_seed(0))
@@ -52,7 +52,8 @@ def test_zero_scale_freezes_the_backbone_and_frozen_heads_are_left_out(base):
     new = head.add_task(3, torch.Generator().manual_seed(1))
     groups = slow_learner_param_groups(visual.parameters(), head.parameters(), lr=0.01,
                                        backbone_lr_scale=0.0)
-    assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == {id(p) for p in new.parameters()}
+    assert len(groups) == 1
+    assert {id(p) for p in groups[0]["params"]} == {id(p) for p in new.parameters()}
     assert not any(p.requires_grad for p in visual.parameters())
     with pytest.raises(ValueError, match="lr > 0"):
         slow_learner_param_groups([], [], lr=0.0)
