@@ -107,7 +107,11 @@ def plan(config: RunConfig, *, require: bool = True) -> Plan:
         stream, extra["skipped_tasks"] = drop_missing(stream)
     elif require:
         require_data(stream)
-    strategy = strategies.get(config.strategy, **config.strategy_options)
+    extra_strategy = {}
+    if config.strategy in strategies.STRATEGIES and \
+            "data_root" in strategies.STRATEGIES.entry(config.strategy).reserved:
+        extra_strategy["data_root"] = config.data_root  # e.g. zscl's reference set
+    strategy = strategies.get(config.strategy, **config.strategy_options, **extra_strategy)
     plugins = build_plugins(config)
     out_dir = Path(config.out) if config.out else default_out(config)
     out_dir = Path(distributed.broadcast_object(str(out_dir)))  # one run dir for all ranks
