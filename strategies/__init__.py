@@ -12,6 +12,7 @@ from typing import Any
 from cl.strategy import STRATEGIES, Context, Strategy, TaskData
 from strategies import finetune, gda, loading, nmc, replay, retention, zeroshot  # noqa: F401  (registration)
 from strategies._estimators import GDA, NMC
+from strategies.heads import fecam, klda, rail, ranpac  # noqa: F401  (registration)
 from strategies.avalanche_strategy import AvalancheStrategy
 from strategies.lora import LoRA, RankSelectiveLoRA
 
