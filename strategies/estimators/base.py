@@ -65,7 +65,8 @@ class IncrementalClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """Label of the highest-scoring class, shape (n,)."""
-        return self.classes_[np.argmax(self.class_scores(X), axis=1)]
+        scores = self.class_scores(X)
+        return self.classes_[np.argmax(scores, axis=1)]
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Softmax of the class scores, shape (n, C)."""

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 from scipy import linalg
-from sklearn.utils.validation import check_array
+from sklearn.utils import check_X_y
 
 from strategies._estimators import l2_normalize
 from strategies._incremental import IncrementalClassStats
@@ -156,17 +156,17 @@ class FeCAM(IncrementalClassStats):
                 "shared": 8 * (2 * dim * dim + 2 * n_classes * dim),
                 "lowrank": 8 * n_classes * (2 * dim * k + k * k + 5 * dim)}
 
-    def _check_memory(self, X: Any, y: Any) -> None:
-        if self.covariance == "shared" or np.ndim(X) != 2:
+    def _check_memory(self, X: np.ndarray, y: np.ndarray) -> None:
+        if self.covariance == "shared":
             return
         seen = getattr(self, "classes_", np.array([]))
-        n_classes = np.union1d(seen, np.unique(np.asarray(y))).size
-        need = self.memory_needed(n_classes, np.shape(X)[1])
+        n_classes = np.union1d(seen, np.unique(y)).size
+        need = self.memory_needed(n_classes, X.shape[1])
         if need[self.covariance] > self.memory_limit_gb * 1e9:
             gb = {k: v / 1e9 for k, v in need.items()}
             raise ValueError(
                 f"FeCAM covariance={self.covariance!r} needs {gb[self.covariance]:.2f} GB for "
-                f"{n_classes} classes in {np.shape(X)[1]} dimensions, above memory_limit_gb="
+                f"{n_classes} classes in {X.shape[1]} dimensions, above memory_limit_gb="
                 f"{self.memory_limit_gb}; use covariance='shared' ({gb['shared']:.3f} GB) or "
                 f"covariance='lowrank' (rank={self.rank}: {gb['lowrank']:.2f} GB), or raise "
                 "memory_limit_gb.")
@@ -181,6 +181,7 @@ class FeCAM(IncrementalClassStats):
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> FeCAM:
         """Update class counts, means and covariances with one chunk; returns self."""
         self._check_params()
+        X, y = check_X_y(X, y, dtype=np.float64)
         self._check_memory(X, y)
         fitted = hasattr(self, "classes_")
         prev = (self.classes_.copy(), self.class_count_.copy(), self._class_sum.copy()) if fitted else None
@@ -190,8 +191,7 @@ class FeCAM(IncrementalClassStats):
         finally:
             self._deferred = False
         if self.covariance != "shared":
-            Xt = self._transform(check_array(X, dtype=np.float64))
-            self._update_classes(Xt, np.asarray(y), prev)
+            self._update_classes(self._transform(X), y, prev)
         self._finalize()
         return self
 

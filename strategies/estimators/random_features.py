@@ -66,6 +66,11 @@ class RandomReLUFeatures(TransformerMixin, BaseEstimator):
         self.random_state = random_state
         self.dtype = dtype
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = [self.dtype]  # output dtype is ``dtype``
+        return tags
+
     def fit(self, X: Any, y: Any = None) -> RandomReLUFeatures:
         """Draw ``components_`` for the width of ``X`` (n, D); returns self."""
         _check_common("RandomReLUFeatures", self.n_components, self.dtype)
@@ -124,6 +129,11 @@ class RandomFourierFeatures(TransformerMixin, BaseEstimator):
         self.gamma = gamma
         self.random_state = random_state
         self.dtype = dtype
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = [self.dtype]  # output dtype is ``dtype``
+        return tags
 
     def fit(self, X: Any, y: Any = None) -> RandomFourierFeatures:
         """Draw the weights (the same draws as ``RBFSampler`` with this ``random_state``)."""
