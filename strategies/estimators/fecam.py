@@ -174,7 +174,8 @@ class FeCAM(IncrementalClassStats):
     # -- statistics ------------------------------------------------------------
     def _reset(self) -> None:
         super()._reset()
-        for name in ("_class_scatter", "_basis", "_eigen", "_diag", "precisions_", "_lowrank"):
+        for name in ("_class_scatter", "_basis", "_eigen", "_diag", "precisions_", "_lowrank",
+                     "_touched", "_old_pos"):
             if hasattr(self, name):
                 delattr(self, name)
 
@@ -192,7 +193,12 @@ class FeCAM(IncrementalClassStats):
             self._deferred = False
         if self.covariance != "shared":
             self._update_classes(self._transform(X), y, prev)
-        self._finalize()
+            self._touched = np.searchsorted(self.classes_, np.unique(y))
+            self._old_pos = np.searchsorted(self.classes_, prev[0]) if prev else np.array([], int)
+        try:
+            self._finalize()
+        finally:
+            self._touched = self._old_pos = None
         return self
 
     def _update_classes(self, X: np.ndarray, y: np.ndarray, prev: tuple | None) -> None:
@@ -254,8 +260,8 @@ class FeCAM(IncrementalClassStats):
             self.precisions_ = self._inverse(self._shrunk(self._scatter / dof)) \
                 if np.trace(self._scatter) > 0 else np.eye(d)
         elif self.covariance == "per_class":
-            self.precisions_ = np.empty((n.size, d, d))
-            for c in range(n.size):
+            self.precisions_ = self._grown(getattr(self, "precisions_", None), (n.size, d, d))
+            for c in self._to_update(n.size):
                 if n[c] < 2 or not np.trace(self._class_scatter[c]) > 0:
                     self.precisions_[c] = np.eye(d)  # no spread known: Euclidean
                 else:
@@ -263,12 +269,26 @@ class FeCAM(IncrementalClassStats):
         else:
             self._finalize_lowrank(n)
 
+    def _to_update(self, n_classes: int) -> np.ndarray:
+        """Classes whose inverse must be recomputed: those of the last chunk, or all."""
+        touched = getattr(self, "_touched", None)
+        return np.arange(n_classes) if touched is None else touched
+
+    def _grown(self, old: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+        """``old`` per-class arrays moved to the current class positions (new rows empty)."""
+        out = np.empty(shape)
+        if old is not None and getattr(self, "_touched", None) is not None:
+            out[self._old_pos] = old
+        return out
+
     def _finalize_lowrank(self, n: np.ndarray) -> None:
         """Per class ``Σ = diag(a) + U Uᵀ`` after shrinkage and normalisation, and the
         Cholesky factor of Woodbury's core ``I + Uᵀ diag(1/a) U``."""
         C, d, k = self._basis.shape
-        a, U, L = np.ones((C, d)), np.zeros((C, d, k)), np.tile(np.eye(k), (C, 1, 1))
-        for c in range(C):
+        old = getattr(self, "_lowrank", (None, None, None))
+        a, U, L = (self._grown(o, shape) for o, shape in zip(old, ((C, d), (C, d, k), (C, k, k))))
+        for c in self._to_update(C):
+            a[c], U[c], L[c] = 1.0, 0.0, np.eye(k)
             if n[c] < 2 or not self._diag[c].sum() > 0:
                 continue
             total = self._diag[c] / (n[c] - 1)                              # diag Σ, exact
