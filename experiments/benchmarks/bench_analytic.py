@@ -38,25 +38,26 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_training_free import SyntheticStream, Timing, make_stream  # noqa: E402
+from bench_training_free import SyntheticStream, Timing, make_stream
 
-from strategies.estimators.fecam import FeCAM  # noqa: E402
-from strategies.estimators.klda import KLDA  # noqa: E402
-from strategies.estimators.rail import RAIL  # noqa: E402
-from strategies.estimators.ranpac import RanPAC  # noqa: E402
+from strategies.estimators.fecam import FeCAM
+from strategies.estimators.klda import KLDA
+from strategies.estimators.rail import RAIL
+from strategies.estimators.ranpac import RanPAC
 
 
-def timed(fn: Callable[[], Any]) -> tuple[Any, float, int]:
-    """Result, seconds and tracemalloc peak bytes of ``fn()``."""
+def timed(fn: Callable[..., Any], *args: Any) -> tuple[Any, float, int]:
+    """Result, seconds and tracemalloc peak bytes of ``fn(*args)``."""
     tracemalloc.reset_peak()
     start = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     seconds = time.perf_counter() - start
     return out, seconds, tracemalloc.get_traced_memory()[1]
 
@@ -65,7 +66,7 @@ def run_incremental(model: Any, stream: SyntheticStream, tasks: int) -> tuple[Ti
     timing, peaks = Timing(), []
     for t in range(tasks):
         X, y = stream.task(t)
-        _, timing.seconds[t], peak = timed(lambda: model.partial_fit(X, y))
+        _, timing.seconds[t], peak = timed(model.partial_fit, X, y)
         peaks.append(peak)
     timing.predictions[tasks - 1] = model.predict(stream.test_seen(tasks - 1)[0])
     return timing, peaks
@@ -75,17 +76,21 @@ def run_refit(make: Callable[[], Any], stream: SyntheticStream, tasks: int, budg
               samples: int) -> tuple[Timing, list[int]]:
     timing, peaks = Timing(), []
     model = None
+
+    def refit(X: np.ndarray, y: np.ndarray) -> Any:
+        return make().fit(X, y)
+
     for t in range(tasks):
         if sum(timing.seconds.values()) > budget:
             break
         X, y = stream.seen(t)
-        model, timing.seconds[t], peak = timed(lambda: make().fit(X, y))
+        model, timing.seconds[t], peak = timed(refit, X, y)
         peaks.append(peak)
     k = timing.prefix
     later = np.unique(np.linspace(tasks - 1, k, samples).round().astype(int)) if k < tasks else []
     for t in later:
         X, y = stream.seen(int(t))
-        model, timing.seconds[int(t)], peak = timed(lambda: make().fit(X, y))
+        model, timing.seconds[int(t)], peak = timed(refit, X, y)
         peaks.append(peak)
     timing.predictions[tasks - 1] = model.predict(stream.test_seen(tasks - 1)[0])
     return timing, peaks
@@ -126,8 +131,7 @@ def main() -> None:
         inc, inc_peaks = run_incremental(model, stream, T)
         make = factories[name]
         if name == "ranpac":
-            alpha = model.alpha_
-            make = lambda: RanPAC(n_components=args.ranpac_m, alpha=alpha)  # noqa: E731
+            make = partial(RanPAC, n_components=args.ranpac_m, alpha=model.alpha_)
         del model  # the refit runs without the incremental model's memory
         ref, ref_peaks = run_refit(make, stream, T, args.budget, args.samples)
         k = ref.prefix
