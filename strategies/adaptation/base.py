@@ -201,6 +201,7 @@ class AdaptingStrategy(Strategy):
         self._backbone = backbone
         if self._pending is not None:
             self._restore(model, self._pending)
+            model.eval()  # modules a restore adds start in training mode
             self._pending = None
             self._weights_changed()
         return backbone

@@ -165,10 +165,21 @@ class SLCA(AdaptingStrategy):
         return torch.cat(parts), torch.cat(labels)
 
     def _head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head as trained (before alignment): weights (C, D) and biases (C,)."""
         if self._head is None:
             raise RuntimeError("slca has no head yet; train a task first.")
         return (torch.cat([h.weight.detach() for h in self._head.heads]),
                 torch.cat([h.bias.detach() for h in self._head.heads]))
+
+    def head_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head that scores: aligned rows where alignment ran, trained rows after them
+        (a layer added by ``before_task`` and not aligned yet); (C, D) and (C,)."""
+        weight, bias = self._head_weights()
+        if self._aligned is not None:
+            n = len(self._aligned[1])
+            weight = torch.cat([self._aligned[0].to(weight), weight[n:]])
+            bias = torch.cat([self._aligned[1].to(bias), bias[n:]])
+        return weight, bias
 
     # -- prediction ------------------------------------------------------------------------------
     def _logits(self, model: nn.Module, images: torch.Tensor, label_space: LabelSpace
@@ -180,7 +191,7 @@ class SLCA(AdaptingStrategy):
         headed = rows >= 0
         logits = torch.empty((len(images), len(label_space)), device=images.device)
         if headed.any():
-            weight, bias = self._aligned if self._aligned is not None else self._head_weights()
+            weight, bias = self.head_weights()
             weight, bias = weight.to(images.device), bias.to(images.device)
             pick = rows[headed].to(images.device)
             logits[:, headed.to(images.device)] = image @ weight[pick].T + bias[pick]
