@@ -158,7 +158,7 @@ class LwF(CLIPFinetune):
         device = next(model.parameters()).device
         with torch.no_grad(), self.autocast(device):
             tokens = self._backbone.tokenizer(prompts(ctx.label_space)).to(device)
-            self._teacher_text = self._teacher.encode_text(tokens, normalize=True).float()
+            self._teacher_text = self._teacher.encode_text(tokens, normalize=True)
 
     def _extra_terms(self, model: nn.Module, step: int, ctx: Context) -> list[Term]:
         if self._teacher is None or self._teacher_text is None or self._data is None:
@@ -185,7 +185,7 @@ def distillation_term(model: nn.Module, teacher: nn.Module, images: torch.Tensor
     The student's and the teacher's image embeddings of the same images are scored
     against the teacher's text embeddings (M, D) (see
     :func:`~strategies.adaptation.losses.clip_distillation`); the loss is taken in
-    float32. An empty share of the batch on this rank gives a zero term of count 0.
+    float32 (float64 kept). An empty share of the batch on this rank gives a zero term of count 0.
     """
     device = next(model.parameters()).device
     if not len(images):
@@ -194,9 +194,10 @@ def distillation_term(model: nn.Module, teacher: nn.Module, images: torch.Tensor
     student = model.encode_image(images, normalize=True)
     with torch.no_grad():
         reference = teacher.encode_image(images, normalize=True)
+    dtype = torch.promote_types(student.dtype, torch.float32)  # bf16 up to fp32, fp64 kept
     with torch.autocast(device.type, enabled=False):
-        loss = clip_distillation(student.float(), reference.float(), teacher_text.float(),
-                                 model.logit_scale.exp().float(), temperature=options.temperature,
+        loss = clip_distillation(student.to(dtype), reference.to(dtype), teacher_text.to(dtype),
+                                 model.logit_scale.exp().to(dtype), temperature=options.temperature,
                                  image_loss=options.image_loss, text_loss=options.text_loss)
     return options.distill_weight * loss, len(images)
 

@@ -138,7 +138,7 @@ class ZSCL(CLIPFinetune):
         with torch.no_grad(), self.autocast(device):
             for start in range(0, len(texts), TEXT_CHUNK):
                 tokens = self._backbone.tokenizer(texts[start:start + TEXT_CHUNK]).to(device)
-                parts.append(teacher.encode_text(tokens, normalize=True).float())
+                parts.append(teacher.encode_text(tokens, normalize=True))
         return torch.cat(parts)
 
     def _begin_task(self, model: nn.Module, ctx: Context) -> None:
