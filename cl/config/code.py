@@ -173,7 +173,8 @@ def check_source(file: Path, attr: str, spec: str, kind: str = "strategy") -> as
         elif attr in _bound_names(node):
             return None
     raise ValueError(
-        f"{file} defines no {attr!r} (a class named by {kind} {spec!r}); classes defined there: "
+        f"{file} defines no {attr!r} class ({kind} {spec!r}; a config may only name a class "
+        f"that subclasses cl.{kind.capitalize()}); classes defined there: "
         f"{', '.join(c for c in classes if not c.startswith('_')) or '(none)'}."
     )
 
