@@ -23,8 +23,21 @@ class PluginError(RuntimeError):
         self.plugin, self.hook = plugin, hook
 
 
+class RunDirectoryInUse(RuntimeError):
+    """Another live process holds the run directory's lock; the message names it."""
+
+
+class IntegrityError(ValueError):
+    """A file's contents do not match the checksum written with them (damaged or edited)."""
+
+
+class ResourceError(RuntimeError):
+    """The machine ran out of a resource (memory) for the sizes a run asked for; the message
+    names the settings to lower."""
+
+
 #: Errors the command line reports as one line with exit status 2.
 USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError, OptionError, ProtocolError, FileNotFoundError, PermissionError, PluginError,
-    FloatingPointError,
+    FloatingPointError, RunDirectoryInUse, ResourceError,
 )

@@ -6,12 +6,17 @@ A strategy (or plugin) *spec* is one of
     a registered name (``finetune``, ``nmc``...) or the name of an installed
     entry point in the group ``cl.strategies`` (``cl.plugins`` for plugins);
 ``path/to/file.py:ClassName``
-    a class (or factory function) defined in a Python file anywhere on disk;
+    a class defined in a Python file anywhere on disk;
 ``package.module:ClassName``
     a class importable from ``sys.path``;
 ``avalanche:NAME``
     an avalanche training strategy (``avalanche:EWC``), wrapped by
     :class:`strategies.avalanche.AvalancheStrategy` (strategies only).
+
+A spec read from a config may name only a class subclassing :class:`cl.Strategy`
+(:class:`cl.Plugin` for plugins): the source is located and parsed before
+anything is imported, and the class is checked before it is called (see
+:mod:`cl.config.code`), so ``os:system`` is refused without running.
 
 Options (config files, ``--set strategy.NAME=value``) are validated against
 the keyword parameters of the class constructor with
@@ -27,17 +32,14 @@ Registering from an installed package (``pyproject.toml``)::
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.metadata
-import importlib.util
 import inspect
-import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cl.config.options import bind_options, describe_options
+from cl.config import code
+from cl.config.code import AVALANCHE_PREFIX
+from cl.config.options import bind_options, coerce, describe_options, suggest
 from cl.config.registry import Registry
 from cl.errors import ProtocolError
 from strategies.catalog import PLUGINS, STRATEGIES
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
 
 STRATEGY_GROUP = "cl.strategies"
 PLUGIN_GROUP = "cl.plugins"
-AVALANCHE_PREFIX = "avalanche:"
 
 
 def entry_points(group: str = STRATEGY_GROUP) -> dict[str, importlib.metadata.EntryPoint]:
@@ -58,108 +59,105 @@ def entry_points(group: str = STRATEGY_GROUP) -> dict[str, importlib.metadata.En
 
 def is_code_spec(spec: str) -> bool:
     """Whether ``spec`` names code (``file.py:Class`` or ``module:Class``), not a name."""
-    if spec.startswith(AVALANCHE_PREFIX):
-        return False
-    target, sep, attr = spec.rpartition(":")
-    return bool(sep and target and attr)
+    return code.parse(spec) is not None
 
 
-def _is_file_target(target: str) -> bool:
-    return target.endswith(".py") or "/" in target or "\\" in target
+def _base(kind: str) -> type:
+    """The class every ``kind`` named by a config must subclass."""
+    if kind == "strategy":
+        from cl.core.strategy import Strategy
+
+        return Strategy
+    from cl.core.plugin import Plugin
+
+    return Plugin
 
 
-def load_file(path: str | Path, attr: str) -> Any:
-    """Import ``attr`` from the Python file ``path`` (a fresh module per file content).
+def _checked_class(obj: Any, spec: str, kind: str) -> type:
+    """``obj`` if it is a class subclassing the ``kind`` base; ``ProtocolError`` before any call."""
+    base = _base(kind)
+    if inspect.isclass(obj) and issubclass(obj, base):
+        return obj
+    what = f"the class {obj.__qualname__}" if inspect.isclass(obj) else \
+        f"a {type(obj).__name__} ({getattr(obj, '__qualname__', repr(obj)[:40])})"
+    raise ProtocolError(
+        f"{kind} {spec!r} is {what}, not a subclass of cl.{base.__name__}; a config may only name "
+        f"a class that subclasses cl.{base.__name__} (nothing else is ever called)."
+    )
+
+
+def load_code(spec: str, kind: str = "strategy") -> type:
+    """The class a ``file.py:Class`` or ``module:Class`` spec names, checked before it is called.
+
+    The source is located and parsed first (:mod:`cl.config.code`): nothing is
+    imported unless it defines or re-exports a class of that name.
 
     Raises
     ------
-    FileNotFoundError
-        ``path`` does not exist (the message gives the absolute path tried).
-    ValueError
-        The file defines no ``attr`` (the message lists the classes it defines).
+    FileNotFoundError, ValueError
+        Missing file or module, syntax error (``file:line``), no such class, or an
+        error while importing (``file:line``).
+    ProtocolError
+        The name is not a class subclassing cl.Strategy (cl.Plugin).
     """
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise FileNotFoundError(
-            f"strategy file {str(path)!r} does not exist (looked at {file.resolve()}); "
-            "give a path to a .py file, e.g. 'experiments/examples/ridge_strategy.py:RidgeStrategy'."
-        )
-    file = file.resolve()
-    digest = hashlib.sha1(f"{file}:{file.stat().st_mtime_ns}".encode()).hexdigest()[:12]
-    name = f"cl_user_code.{file.stem}_{digest}"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, file)
-        if spec is None or spec.loader is None:
-            raise ValueError(f"cannot import {str(file)!r} as a Python module; is it a .py file?")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses and pickling look the module up here
+    parsed = code.parse(spec)
+    if parsed is None:
+        raise ValueError(f"{spec!r} is not a code spec; write 'path/to/file.py:ClassName' or "
+                         "'package.module:ClassName'.")
+    file = code.source_path(parsed, kind)
+    code.check_source(file, parsed.attr, spec, kind)
+    if parsed.kind == "file":
+        obj = code.import_file(file, parsed.attr, spec)
+    else:
         try:
-            spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[name]
-            raise
-    return _attribute(module, attr, where=str(path))
+            module = importlib.import_module(parsed.target)
+        except Exception as err:
+            raise ValueError(f"importing module {parsed.target!r} ({spec!r}) failed: "
+                             f"{type(err).__name__}: {err}") from err
+        obj = getattr(module, parsed.attr)
+    return _checked_class(obj, spec, kind)
 
 
-def load_module(module_name: str, attr: str) -> Any:
-    """Import ``attr`` from the importable module ``module_name``.
-
-    Raises
-    ------
-    ValueError
-        The module cannot be found, or has no ``attr``.
-    """
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
-        if err.name and module_name.startswith(err.name):
-            raise ValueError(
-                f"cannot import module {module_name!r} ({err}); is the package installed or on "
-                "PYTHONPATH? For a file, write 'path/to/file.py:ClassName'."
-            ) from err
-        raise
-    return _attribute(module, attr, where=module_name)
-
-
-def _attribute(module: Any, attr: str, where: str) -> Any:
-    if not hasattr(module, attr):
-        classes = sorted(
-            n for n, v in vars(module).items()
-            if inspect.isclass(v) and v.__module__ == module.__name__ and not n.startswith("_")
-        )
-        raise ValueError(
-            f"{where} defines no {attr!r}; classes defined there: {', '.join(classes) or '(none)'}."
-        )
-    return getattr(module, attr)
-
-
-def load_object(spec: str) -> Any:
-    """The class or factory a ``file.py:Class`` or ``module:Class`` spec points to."""
-    target, _, attr = spec.rpartition(":")
-    if _is_file_target(target):
-        return load_file(target, attr)
-    return load_module(target, attr)
-
-
-def _factory(spec: str, registry: Registry[Any], group: str) -> Callable[..., Any]:
-    """Resolve a spec (not ``avalanche:``) to the callable that builds it."""
+def _factory(spec: str, registry: Registry[Any], group: str) -> Any:
+    """The class a spec (not ``avalanche:``) names: registered, code, or entry point."""
+    kind = "strategy" if group == STRATEGY_GROUP else "plugin"
     if spec in registry:
         return registry.entry(spec).factory
     if is_code_spec(spec):
-        obj = load_object(spec)
-    else:
-        eps = entry_points(group)
-        if spec not in eps:
-            hint = "" if group != STRATEGY_GROUP else ", 'avalanche:NAME'"
-            err = registry.unknown(spec, list(eps))
-            raise ValueError(f"{err} Or give code as 'path/to/file.py:ClassName', "
-                             f"'package.module:ClassName'{hint}.")
-        obj = eps[spec].load()
-    if not callable(obj):
-        raise ProtocolError(
-            f"{registry.kind} {spec!r} is a {type(obj).__name__}, not a class or factory.")
-    return obj
+        return load_code(spec, kind)
+    eps = entry_points(group)
+    if spec not in eps:
+        hint = "" if group != STRATEGY_GROUP else ", 'avalanche:NAME'"
+        err = registry.unknown(spec, list(eps))
+        raise ValueError(f"{err} Or give code as 'path/to/file.py:ClassName', "
+                         f"'package.module:ClassName'{hint}.")
+    return _checked_class(eps[spec].load(), spec, kind)
+
+
+def check_code_options(spec: str, options: dict[str, Any], kind: str = "strategy") -> str:
+    """Check a code spec and its options from source alone (``--dry-run``): nothing is imported
+    or called. Returns what was checked, for the plan.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, OptionError
+        As :func:`load_code`, plus an unknown option or a value of the wrong simple type.
+    """
+    parsed = code.parse(spec)
+    if parsed is None:
+        raise ValueError(f"{spec!r} is not a code spec.")
+    file = code.source_path(parsed, kind)
+    node = code.check_source(file, parsed.attr, spec, kind)
+    schema = None if node is None else code.static_options(node)
+    if schema is None:
+        return f"{file} (class found; options are checked when the run starts)"
+    where = f"{kind} {spec!r}"
+    for key, value in options.items():
+        if key not in schema:
+            raise ValueError(f"{where} has no option {key!r};{suggest(key, schema)} valid options: "
+                             f"{', '.join(sorted(schema)) or '(none)'}.")
+        coerce(value, schema[key], f"{where} option {key!r}")
+    return f"{file} (class and options checked from source, not imported)"
 
 
 def build_strategy(spec: str, /, **options: Any) -> Strategy:
@@ -176,8 +174,9 @@ def build_strategy(spec: str, /, **options: Any) -> Strategy:
     Raises
     ------
     FileNotFoundError, ValueError, OptionError, ProtocolError
-        Missing file, unknown name or option, wrong option type, or a class that
-        does not implement the strategy protocol (the missing or misnamed hooks are named).
+        Missing file, unknown name or option, wrong option type, a name that is not a
+        subclass of cl.Strategy, or a class that does not implement the strategy
+        protocol (the missing or misnamed hooks are named).
     """
     from cl.core.strategy import check_strategy
 
@@ -203,6 +202,25 @@ def build_plugin(spec: str, /, **options: Any) -> Plugin:
     plugin = factory(**bind_options(factory, options, where=f"plugin {spec!r}", reserved=reserved))
     check_plugin(plugin)
     return plugin
+
+
+def check_spec(spec: str, options: dict[str, Any], kind: str = "strategy") -> str:
+    """Validate ``spec`` and its ``options`` without calling user code (``--dry-run``).
+
+    Code specs are checked from source (:func:`check_code_options`); an entry
+    point is imported and its options bound, but not called; registered names and
+    ``avalanche:`` are the library's own and are built (their constructors check
+    value ranges). Returns what was checked.
+    """
+    if is_code_spec(spec):
+        return check_code_options(spec, options, kind)
+    registry, group = (STRATEGIES, STRATEGY_GROUP) if kind == "strategy" else (PLUGINS, PLUGIN_GROUP)
+    if spec in registry or (kind == "strategy" and spec.startswith(AVALANCHE_PREFIX)):
+        (build_strategy if kind == "strategy" else build_plugin)(spec, **options)
+        return "built-in"
+    factory = _factory(spec, registry, group)
+    bind_options(factory, options, where=f"{kind} {spec!r}")
+    return f"entry point {factory.__module__}:{factory.__qualname__} (imported, not called)"
 
 
 def available_strategies() -> list[str]:

@@ -6,6 +6,8 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from streams.core import integer_labels
+
 
 class ArrayImageDataset(Dataset):
     """Images held as a uint8 array, served as PIL images with integer labels.
@@ -24,7 +26,7 @@ class ArrayImageDataset(Dataset):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels.")
         self.images = images
-        self.labels = np.asarray(labels, dtype=np.int64)
+        self.labels = integer_labels(labels, "ArrayImageDataset")
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -10,7 +10,10 @@ Every dataset a task loads yields ``(image, local_label)`` pairs, with
 classes globally by concatenating the tasks' class lists in stream order, so
 class ``c`` of task ``t`` has global id ``stream.class_offsets[t] + c``. Two
 tasks that share a class *name* still get distinct global ids: they are
-scored separately (this is how MTIL/X-TAIL and NEVIS treat repeated names).
+scored separately (this is how MTIL/X-TAIL and NEVIS treat repeated names);
+a class-incremental stream, whose tasks share one growing label space, must
+not repeat a name. Labels are integers: :func:`integer_label` refuses a
+non-integral float (0.5 would otherwise be truncated to class 0).
 
 Scenarios (see ``design.md``)
 -----------------------------
@@ -26,6 +29,7 @@ Scenarios (see ``design.md``)
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -41,6 +45,46 @@ SCENARIOS: tuple[str, ...] = ("task-incremental", "class-incremental", "task-agn
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 
 DatasetLoader = Callable[[], "Dataset"]
+
+
+def integer_label(value: Any, where: str) -> int:
+    """``value`` as an integer class label.
+
+    Integers (Python, numpy, one-element tensors) and integral floats (``2.0``) are
+    accepted; anything else raises ``ValueError`` naming ``where`` and the value.
+    """
+    if not isinstance(value, numbers.Number) and callable(getattr(value, "item", None)):
+        try:  # a one-element tensor or array
+            value = value.item()
+        except (ValueError, RuntimeError):
+            pass
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
+        return int(value)
+    raise ValueError(
+        f"{where}: label {value!r} ({type(value).__name__}) is not an integer class index; "
+        "labels must be integers 0..C-1 (a float such as 0.5 would be truncated to a wrong class)."
+    )
+
+
+def integer_labels(values: Any, where: str) -> Any:
+    """A 1-D array of labels as int64 (``np.ndarray``); non-integral values raise like
+    :func:`integer_label`."""
+    import numpy as np
+
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64)
+    if arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all():
+        return arr.astype(np.int64)
+    bad = next((v for v in arr.reshape(-1).tolist()
+                if not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                        and float(v).is_integer())), arr.dtype)
+    raise ValueError(
+        f"{where}: label {bad!r} is not an integer class index (labels of dtype {arr.dtype}); "
+        "labels must be integers 0..C-1 (a float such as 0.5 would be truncated to a wrong class)."
+    )
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -179,6 +223,22 @@ class Stream(Sequence[Task]):
         if len(set(names)) != len(names):
             dupes = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"Stream {self.name!r} has duplicate task names: {dupes}.")
+        if self.scenario == "class-incremental":
+            self._check_unique_class_names()
+
+    def _check_unique_class_names(self) -> None:
+        """A class-incremental stream scores every task on one label space: names must differ."""
+        first: dict[str, str] = {}
+        for task in self.tasks:
+            for name in task.class_names:
+                if name in first:
+                    raise ValueError(
+                        f"Stream {self.name!r} is class-incremental, but class {name!r} appears in "
+                        f"tasks {first[name]!r} and {task.name!r}. Its tasks share one label space, "
+                        "where two classes of one name cannot be told apart (a VLM prompts them "
+                        "identically); rename one, or use scenario='task-incremental'."
+                    )
+                first[name] = task.name
 
     # -- Sequence protocol -------------------------------------------------
     def __len__(self) -> int:

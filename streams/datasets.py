@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
-from streams.core import DEFAULT_TEMPLATES, Scenario, Stream, Task
+from streams.core import DEFAULT_TEMPLATES, Scenario, Stream, Task, integer_label, integer_labels
 from streams.folders import stratified_split
 
 _LABEL_ATTRIBUTES = ("targets", "labels", "_labels", "y")
@@ -27,7 +27,8 @@ def dataset_labels(dataset: Dataset, *, load: bool = False) -> np.ndarray | None
     Read from a ``targets``/``labels``/``_labels``/``y`` attribute (through
     ``Subset``/:class:`Relabeled` views); with ``load=True`` and no such
     attribute, by reading every item (which loads the images). ``None`` when
-    unknown and ``load`` is false.
+    unknown and ``load`` is false. Float labels must be integral (``ValueError``
+    naming the first that is not).
     """
     if isinstance(dataset, Relabeled):
         return dataset.labels
@@ -41,14 +42,15 @@ def dataset_labels(dataset: Dataset, *, load: bool = False) -> np.ndarray | None
                 arr = np.asarray(value)
             except (TypeError, ValueError):
                 continue
-            if arr.ndim == 1 and len(arr) == len(dataset) and np.issubdtype(arr.dtype, np.integer):
-                return arr.astype(np.int64)
+            if arr.ndim == 1 and len(arr) == len(dataset) and arr.dtype.kind in "iuf":
+                return integer_labels(arr, f"{type(dataset).__name__}.{attr}")
     samples = getattr(dataset, "_samples", None)  # torchvision StanfordCars: [(path, label)]
     if isinstance(samples, list) and len(samples) == len(dataset) and samples \
             and isinstance(samples[0], tuple):
         return np.asarray([int(s[1]) for s in samples], dtype=np.int64)
     if load:
-        return np.asarray([int(dataset[i][1]) for i in range(len(dataset))], dtype=np.int64)
+        return np.asarray([integer_label(dataset[i][1], f"item {i}") for i in range(len(dataset))],
+                          dtype=np.int64)
     return None
 
 
@@ -95,7 +97,7 @@ class LabelChecked(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image, label = self.dataset[index][:2]
-        label = int(label)
+        label = integer_label(label, f"{self.where}: item {index}")
         if not 0 <= label < self.n_classes:
             raise ValueError(
                 f"{self.where}: item {index} has label {label}, but only {self.n_classes} class "

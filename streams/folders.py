@@ -79,6 +79,7 @@ def list_images(
         )
     paths: list[Path] = []
     labels: list[int] = []
+    empty = []
     for label, name in enumerate(names):
         files = sorted(
             p for p in (Path(root) / name).rglob("*")
@@ -86,9 +87,17 @@ def list_images(
         )
         paths.extend(files)
         labels.extend([label] * len(files))
+        if not files:
+            empty.append(name)
     if not paths:
         raise ValueError(
             f"image folder {str(root)!r} has no images (extensions: {', '.join(IMAGE_EXTENSIONS)})."
+        )
+    if empty:
+        raise ValueError(
+            f"class folder(s) {empty[:5]} under {str(root)!r} hold no images (extensions: "
+            f"{', '.join(IMAGE_EXTENSIONS)}); a class needs images in every split. Add images or "
+            "remove the folder."
         )
     return paths, np.asarray(labels, dtype=np.int64), names
 
@@ -183,6 +192,12 @@ def folder_task(
     has_splits = (root / "train").is_dir() and (root / "test").is_dir()
     if has_splits:
         classes = list_classes(root / "train")
+        test_only = sorted(set(list_classes(root / "test")) - set(classes))
+        if test_only:
+            raise ValueError(
+                f"task folder {str(root)!r}: class folder(s) {test_only[:5]} are in test/ but not "
+                "in train/, so they could never be predicted; add them to train/ or remove them."
+            )
 
         def load_train() -> Dataset:
             return image_folder(root / "train", classes)

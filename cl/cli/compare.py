@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--metrics", metavar="A,B",
                    help="comma-separated metric keys to show (default: all), e.g. "
                         "average_accuracy,forgetting,mtil_transfer")
+    p.add_argument("--allow-modified", action="store_true",
+                   help="use a results.json that fails its checksum (edited or damaged)")
     p.set_defaults(func=handle)
 
 
@@ -24,7 +26,8 @@ def handle(args: argparse.Namespace) -> int:
     from cl.reporting.compare import compare
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    text = compare(args.run_dirs, out=args.out, plot=args.plot, metrics=metrics)
+    text = compare(args.run_dirs, out=args.out, plot=args.plot, metrics=metrics,
+                   allow_modified=args.allow_modified)
     print(text, end="")
     for label, path in (("table", args.out), ("figure", args.plot)):
         if path:

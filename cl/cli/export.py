@@ -7,11 +7,16 @@ checkpoint in ``RUN_DIR/checkpoints/`` (the last finished task), lets it write
 its weights into the backbone (``strategy.attach(backbone)``) and saves the
 model with :meth:`~cl.models.backbones.OpenCLIPBackbone.save_checkpoint`; load it back
 with ``create_backbone("ARCH:/path/model.safetensors")`` or ``--backbone ARCH:/path``.
+A run directory may come from someone else: every code file its config names is
+printed (with its SHA-256) before it is imported, a name that is not a strategy
+class is refused (:mod:`cl.config.code`), and the checkpoint must be the
+strategy's own.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -42,7 +47,8 @@ def export_run(run_dir: str | Path, to: str | Path) -> tuple[Path, int, str]:
     """
     import strategies
     from cl.config import RunConfig
-    from cl.core.checkpoint import CheckpointStore
+    from cl.config.code import announce
+    from cl.core.checkpoint import CheckpointStore, check_resumable, class_tag
     from cl.models.backbones import create_backbone
 
     run_dir, to = Path(run_dir), Path(to)
@@ -52,6 +58,9 @@ def export_run(run_dir: str | Path, to: str | Path) -> tuple[Path, int, str]:
     if not config_path.is_file():
         raise FileNotFoundError(f"{str(run_dir)!r} is not a run directory: no config.toml there.")
     config = RunConfig.from_file(config_path)
+    config.resolve_code_paths((run_dir,))
+    for line in announce(config.code_specs(), run_dir):
+        print(f"cl export: note: {line}", file=sys.stderr)
     strategy = strategies.get(config.strategy, **config.strategy_options)
     if not callable(getattr(strategy, "attach", None)):
         raise ValueError(  # noqa: TRY004  (a property of the run, not a type mistake)
@@ -72,6 +81,10 @@ def export_run(run_dir: str | Path, to: str | Path) -> tuple[Path, int, str]:
     if not callable(getattr(backbone, "save_checkpoint", None)):
         raise ValueError(  # noqa: TRY004
             f"backbone {config.backbone!r} cannot be saved as an open_clip checkpoint.")
+    if state.get("owners") is not None:
+        check_resumable(state, identity=None, owners={"strategy": {
+            "class": class_tag(strategy), "options": config.strategy_options},
+            "plugins": state["owners"]["plugins"]})
     strategy.load_state_dict(state["strategy"])
     strategy.attach(backbone)
     return backbone.save_checkpoint(to), int(state["task"]), backbone.arch

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from cl.config import RunConfig
+from cl.config.code import announce
+from cl.errors import ResourceError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +45,9 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
             raise FileNotFoundError(f"--resume {args.resume!r}: no config.toml there; not a run directory.")
         config = RunConfig.from_file(path)
         config.out = args.resume
+        config.resolve_code_paths((Path(args.resume),))
+        for line in announce(config.code_specs(), Path(args.resume)):
+            print(f"cl run: note: {line}", file=sys.stderr)
     else:
         config = RunConfig.from_file(args.config) if args.config else RunConfig()
     for flag in ("stream", "strategy", "backbone", "data_root", "cache_dir", "out", "seed", "device"):
@@ -59,6 +65,13 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     return config
 
 
+def is_allocation_failure(err: BaseException) -> bool:
+    """Whether ``err`` is Python's or torch's (CPU or CUDA) failure to allocate memory."""
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or (
+        isinstance(err, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text))
+
+
 def handle(args: argparse.Namespace) -> int:
     from cl.config import experiment
     from cl.reporting import report
@@ -68,9 +81,19 @@ def handle(args: argparse.Namespace) -> int:
     if device is not None:
         config.device = str(device)
     if args.dry_run:
-        print(experiment.plan(config, require=False).describe())
+        print(experiment.plan(config, require=False, build=False).describe())
         return 0
-    result = experiment.run(config, progress=not args.no_progress)
+    try:
+        result = experiment.run(config, progress=not args.no_progress)
+    except Exception as err:
+        if not is_allocation_failure(err):
+            raise
+        options = " ".join(f"strategy.{k}={v!r}" for k, v in config.strategy_options.items())
+        raise ResourceError(
+            f"out of memory ({str(err).strip().splitlines()[0][:160]}); the run asked for more "
+            f"memory than this machine has. Lower the sizes in its settings: batch_size="
+            f"{config.batch_size}" + (f", {options}" if options else "") + "."
+        ) from err
     if distributed.is_main():
         report.print_results(result.results)
         print(f"run directory: {result.out_dir}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -19,6 +20,7 @@ from cl.core.strategy import Strategy
 from cl.models.backbones import Backbone, create_backbone
 from cl.reporting.loggers import make_loggers
 from cl.runtime import distributed
+from cl.runtime.lock import RunLock
 from streams.availability import check_data, drop_missing, require_data
 from streams.core import Stream
 
@@ -61,15 +63,17 @@ def build_plugins(config: RunConfig) -> list[Plugin]:
 
 @dataclass
 class Plan:
-    """Everything a run needs, built but not started."""
+    """Everything a run needs, built but not started (with ``build=False``: checked, not built;
+    ``strategy`` is then None and ``checks`` says how each spec was checked)."""
 
     config: RunConfig
     stream: Stream
-    strategy: Strategy
+    strategy: Strategy | None
     plugins: list[Plugin]
     out_dir: Path
     device: torch.device
     extra_results: dict[str, Any]
+    checks: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         """Human-readable plan (``cl run --dry-run``), with each task's data availability."""
@@ -80,6 +84,7 @@ class Plan:
             f"backbone  {self.config.backbone}",
             f"plugins   {', '.join(self.config.plugins) or '(none)'}",
             f"seed      {self.config.seed}   device {self.device}   out {self.out_dir}",
+            *[f"checked   {role}: {how}" for role, how in self.checks.items()],
             "tasks:",
         ]
         for i, task in enumerate(self.stream):
@@ -94,28 +99,43 @@ class Plan:
         return "\n".join(lines)
 
 
-def plan(config: RunConfig, *, require: bool = True) -> Plan:
+def plan(config: RunConfig, *, require: bool = True, build: bool = True) -> Plan:
     """Validate ``config`` and build stream, strategy and plugins (no backbone, no data).
 
-    With ``config.skip_missing`` the tasks without data are dropped and recorded
-    (``skipped_tasks``); otherwise, when ``require`` is true, missing data is an
-    error listing every missing task and where it is expected.
+    File specs in ``config`` are made absolute first. With ``config.skip_missing``
+    the tasks without data are dropped and recorded (``skipped_tasks``);
+    otherwise, when ``require`` is true, missing data is an error listing every
+    missing task and where it is expected. With ``build=False`` (``--dry-run``)
+    the strategy and plugins are checked but not built, and user code is parsed,
+    not imported (:func:`strategies.loading.check_spec`).
     """
+    config.resolve_code_paths()
     stream = build_stream(config)
     extra: dict[str, Any] = {}
     if config.skip_missing:
         stream, extra["skipped_tasks"] = drop_missing(stream)
     elif require:
         require_data(stream)
-    extra_strategy = {}
-    if config.strategy in strategies.STRATEGIES and \
-            "data_root" in strategies.STRATEGIES.entry(config.strategy).reserved:
-        extra_strategy["data_root"] = config.data_root  # e.g. zscl's reference set
-    strategy = strategies.get(config.strategy, **config.strategy_options, **extra_strategy)
-    plugins = build_plugins(config)
+    checks: dict[str, str] = {}
+    if build:
+        extra_strategy = {}
+        if config.strategy in strategies.STRATEGIES and \
+                "data_root" in strategies.STRATEGIES.entry(config.strategy).reserved:
+            extra_strategy["data_root"] = config.data_root  # e.g. zscl's reference set
+        strategy: Strategy | None = strategies.get(config.strategy, **config.strategy_options,
+                                                   **extra_strategy)
+        plugins = build_plugins(config)
+    else:
+        from strategies.loading import check_spec
+
+        strategy, plugins = None, []
+        checks["strategy"] = check_spec(config.strategy, config.strategy_options)
+        for name, options in config.plugins.items():
+            checks[f"plugin {name}"] = check_spec(name, options, "plugin")
     out_dir = Path(config.out) if config.out else default_out(config)
     out_dir = Path(distributed.broadcast_object(str(out_dir)))  # one run dir for all ranks
-    return Plan(config, stream, strategy, plugins, out_dir, resolve_device(config.device), extra)
+    return Plan(config, stream, strategy, plugins, out_dir, resolve_device(config.device), extra,
+                checks)
 
 
 def run(config: RunConfig, *, progress: bool = True, backbone: Backbone | None = None) -> RunResult:
@@ -124,11 +144,13 @@ def run(config: RunConfig, *, progress: bool = True, backbone: Backbone | None =
     config.out = str(p.out_dir)
     if backbone is None:
         backbone = create_backbone(config.backbone, device=p.device)
-    loggers = make_loggers(config.log, p.out_dir, config.to_dict()) if distributed.is_main() else []
-    runner = Runner(
-        p.stream, p.strategy, backbone, out_dir=p.out_dir, seed=config.seed, device=p.device,
-        batch_size=config.batch_size, num_workers=config.num_workers, cache_dir=config.cache_dir,
-        plugins=p.plugins, progress=progress, config=config, loggers=loggers,
-        extra_results=p.extra_results,
-    )
-    return runner.run()
+    with RunLock(p.out_dir) if distributed.is_main() else nullcontext():  # before loggers write
+        loggers = make_loggers(config.log, p.out_dir, config.to_dict()) if distributed.is_main() \
+            else []
+        runner = Runner(
+            p.stream, cast(Strategy, p.strategy), backbone, out_dir=p.out_dir, seed=config.seed,
+            device=p.device, batch_size=config.batch_size, num_workers=config.num_workers,
+            cache_dir=config.cache_dir, plugins=p.plugins, progress=progress, config=config,
+            loggers=loggers, extra_results=p.extra_results,
+        )
+        return runner.run()

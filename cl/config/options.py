@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import difflib
 import inspect
+import math
 import tomllib
 import types
 import typing
@@ -35,6 +37,12 @@ def parse_value(text: str) -> Any:
         return text
 
 
+def suggest(name: str, valid: collections.abc.Iterable[str]) -> str:
+    """``" Did you mean 'x'?"`` for the valid name closest to ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -45,7 +53,8 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
 
     Supports ``int``, ``float``, ``bool``, ``str``, ``Literal``, ``X | None`` (where
     ``"none"``/``"null"`` give ``None``, since TOML cannot write null),
-    unions, ``list[X]``/``tuple[X, ...]`` and ``Any`` (anything goes).
+    unions, ``list[X]``/``tuple[X, ...]`` and ``Any`` (anything goes). A ``float``
+    must be finite: NaN and infinities are refused, naming ``where``.
     """
     if annotation is inspect.Parameter.empty or annotation is Any:
         return value
@@ -66,6 +75,9 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
                 return coerce(value, arg, where)
             except OptionError as err:
                 errors.append(str(err))
+        finite = [e for e in errors if "finite" in e]
+        if finite:
+            raise OptionError(finite[0])
         expected = " | ".join(_type_name(a) for a in args)
         raise OptionError(f"{where} expects {expected}, got {value!r} ({type(value).__name__}).")
     if origin in (list, tuple, collections.abc.Sequence):
@@ -84,6 +96,8 @@ def coerce(value: Any, annotation: Any, where: str) -> Any:
         raise OptionError(f"{where} expects an integer, got {value!r}.")
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise OptionError(f"{where} must be a finite number, got {value!r}.")
             return float(value)
         raise OptionError(f"{where} expects a number, got {value!r}.")
     if annotation is str:
@@ -138,7 +152,8 @@ def bind_options(
                 bound[key] = value
                 continue
             valid = ", ".join(sorted(params)) or "(none)"
-            raise ValueError(f"{where} has no option {key!r}; valid options: {valid}.")
+            raise ValueError(f"{where} has no option {key!r};{suggest(key, params)} "
+                             f"valid options: {valid}.")
         annotation = hints.get(key, params[key].annotation)
         bound[key] = coerce(value, annotation, f"{where} option {key!r}")
     return bound

@@ -166,7 +166,8 @@ class Registry(Generic[T]):
 
     def __init__(self, kind: str, plural: str | None = None) -> None:
         self.kind = kind
-        self.plural = plural or f"{kind}s"
+        self.plural = plural or (f"{kind[:-1]}ies" if kind.endswith("y") and kind[-2:-1] not in "aeiou"
+                                 else f"{kind}s")
         self._entries: dict[str, Entry[T]] = {}
 
     def register(

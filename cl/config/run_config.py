@@ -34,8 +34,12 @@ from typing import Any
 
 import tomli_w
 
-from cl.config.options import coerce, parse_value
+from cl.config.code import fingerprint, normalize, parse
+from cl.config.options import coerce, parse_value, suggest
 from cl.errors import OptionError
+
+#: Smallest valid value of integer top-level keys.
+MINIMUM: dict[str, int] = {"batch_size": 1, "num_workers": 0}
 
 
 @dataclass
@@ -114,11 +118,14 @@ class RunConfig:
         settable = [n for n in fields if not n.endswith("_options") and n != "plugins"]
         if key not in settable:
             raise ValueError(
-                f"{source}: unknown config key {key!r}; valid keys: {', '.join(sorted(settable))}, "
-                "and the tables [stream], [strategy], [plugins.NAME]."
+                f"{source}: unknown config key {key!r};{suggest(key, settable)} valid keys: "
+                f"{', '.join(sorted(settable))}, and the tables [stream], [strategy], [plugins.NAME]."
             )
         hints = typing.get_type_hints(type(self))
-        setattr(self, key, coerce(value, hints[key], f"{source}: {key!r}"))
+        value = coerce(value, hints[key], f"{source}: {key!r}")
+        if key in MINIMUM and value < MINIMUM[key]:
+            raise ValueError(f"{source}: {key!r} must be >= {MINIMUM[key]}, got {value}.")
+        setattr(self, key, value)
 
     def apply_set(self, assignment: str) -> None:
         """Apply one ``--set key=value`` (``stream.X``, ``strategy.X``, ``plugins.P.X`` or top-level)."""
@@ -134,17 +141,36 @@ class RunConfig:
             else:
                 getattr(self, f"{head}_options")[rest] = value
         elif head == "plugins" and rest:
-            plugin, _, option = rest.partition(".")
-            if not option:
+            plugin, _, option = rest.rpartition(".")  # option names have no dots; file names may
+            if not plugin or not option:
                 raise ValueError(f"--set {key}: use plugins.NAME.OPTION=value.")
             self.plugins.setdefault(plugin, {})[option] = value
         elif rest:
             raise ValueError(
-                f"--set {key}: unknown section {head!r}; use stream.X, strategy.X, plugins.NAME.X "
-                "or a top-level key."
+                f"--set {key}: unknown section {head!r};{suggest(head, ('stream', 'strategy', 'plugins'))}"
+                " use stream.X, strategy.X, plugins.NAME.X or a top-level key."
             )
         else:
             self.set_top(key, value)
+
+    # -- user code -----------------------------------------------------------------
+    def resolve_code_paths(self, bases: tuple[Path, ...] = ()) -> None:
+        """Make every ``file.py:Class`` spec (strategy, plugins) absolute, looking in ``bases``
+        first, then the working directory, so the run can be resumed from anywhere."""
+        self.strategy = normalize(self.strategy, bases)
+        plugins: dict[str, dict[str, Any]] = {}
+        for name, options in self.plugins.items():
+            plugins.setdefault(normalize(name, bases), {}).update(options)
+        self.plugins = plugins
+
+    def code_specs(self) -> dict[str, str]:
+        """``{"strategy": spec, "plugin NAME": spec}`` of the specs that name code."""
+        specs = {"strategy": self.strategy, **{f"plugin {p}": p for p in self.plugins}}
+        return {role: spec for role, spec in specs.items() if parse(spec) is not None}
+
+    def code_identity(self) -> dict[str, Any]:
+        """Path and SHA-256 of each code file the config names (``{}`` when none)."""
+        return {role: fingerprint(spec, role.split()[0]) for role, spec in self.code_specs().items()}
 
     # -- output ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

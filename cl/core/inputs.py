@@ -66,12 +66,14 @@ class TaskInputs:
         if len(train) == 0:
             raise ValueError(f"task {task.name!r} has an empty train split.")
         if self.meter.flops_per_image is None:
-            self.meter.measure_flops(self.backbone, self.backbone.preprocess(train[0][0]))
+            first = Preprocessed(train, self.backbone.preprocess, where=f"task {task.name!r} [train]")
+            self.meter.measure_flops(self.backbone, first[0][0])
         if self.kind == "features":
             feats = self.features(t, "train", train)
             return TaskData(task, feats.y + offset, features=feats.X)
         labels = torch.as_tensor(dataset_labels(train, load=True), dtype=torch.long)
-        dataset = Preprocessed(train, self.backbone.preprocess, offset, task.n_classes)
+        dataset = Preprocessed(train, self.backbone.preprocess, offset, task.n_classes,
+                               where=f"task {task.name!r} [train]")
         return TaskData(task, labels + offset, dataset=dataset)
 
     # -- testing -------------------------------------------------------------------
@@ -88,7 +90,7 @@ class TaskInputs:
         if j not in self._test_images:
             task = self.stream[j]
             self._test_images[j] = Preprocessed(task.load_test(), self.backbone.preprocess, offset,
-                                                task.n_classes)
+                                                task.n_classes, where=f"task {task.name!r} [test]")
         yield from loader(distributed.shard(self._test_images[j]), batch_size=self.batch_size,
                           num_workers=self.num_workers)
 
@@ -111,7 +113,7 @@ class TaskInputs:
                 feats = self._extract_sharded(dataset, task.key, split, options)
             else:
                 feats = extract(self.backbone, dataset, key=task.key, split=split,
-                                cache_dir=self.cache_dir, **options)
+                                cache_dir=self.cache_dir, name=f"task {task.name!r}", **options)
         if len(feats.y) and (int(feats.y.min()) < 0 or int(feats.y.max()) >= task.n_classes):
             raise ValueError(
                 f"task {task.name!r} [{split}] has labels in [{int(feats.y.min())}, "

@@ -1,14 +1,23 @@
 """The results schema: what ``results.json`` holds, and the one place NaN meets JSON's null.
 
-Keys of ``results.json`` (see README): ``stream``, ``strategy``, ``backbone``,
+Keys of ``results.json`` (see README): ``format`` (2: with a checksum), ``stream``,
+``strategy``, ``backbone``,
 ``backbone_fingerprint``, ``seed``, ``scenario``, ``status`` (``running``,
 ``failed``, ``completed``), ``error``, ``tasks``, ``completed_tasks``,
 ``accuracy_matrix`` (T×T, null where not evaluated), ``zero_shot`` (T or
 null), ``metrics``, ``compute``, ``records``, ``class_names``, ``years``,
-``config``, ``environment``, plus a run's extras (``skipped_tasks``...).
+``config``, ``environment``, ``code`` (path and SHA-256 of user code files, when
+the config names any), plus a run's extras (``skipped_tasks``...), and last
+``sha256``, the file's content checksum (:mod:`cl.runtime.integrity`: SHA-256
+of the canonical JSON of every other key).
 
 JSON has no NaN: :func:`to_json` writes NaN as ``null`` and :func:`matrix_from_json`
 reads ``null`` back as NaN. Nothing else in the library converts.
+
+:func:`load_results` verifies the checksum (a changed file is refused, or with
+``allow_modified`` marked ``"integrity": "modified"``) and the schema (one
+matrix row and column per task...), so a damaged or edited file is an error
+naming the problem, never a traceback or silently reported numbers.
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ import csv
 import io
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cl.errors import IntegrityError
+from cl.runtime.integrity import DIGEST_FIELD, seal, verify
 from cl.runtime.io import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
@@ -31,6 +43,8 @@ if TYPE_CHECKING:
 
 RESULTS_FILE = "results.json"
 MATRIX_FILE = "accuracy_matrix.csv"
+#: 2: sealed with a ``sha256`` (a file of format 2 without one was damaged).
+FORMAT = 2
 
 
 def to_json(value: Any) -> Any:
@@ -104,6 +118,7 @@ def build_results(tracker: Tracker, info: RunInfo, *, status: str,
     """The ``results.json`` dict of a (possibly unfinished) run."""
     state = tracker.to_dict()
     return to_json({
+        "format": FORMAT,
         "stream": info.stream,
         "strategy": info.strategy,
         "backbone": info.backbone,
@@ -128,9 +143,11 @@ def build_results(tracker: Tracker, info: RunInfo, *, status: str,
 
 
 def write_results(out_dir: str | Path, results: dict[str, Any]) -> None:
-    """Write ``results.json`` and ``accuracy_matrix.csv`` atomically (compact while running)."""
+    """Write ``results.json`` (with its ``sha256``) and ``accuracy_matrix.csv`` atomically
+    (compact while running)."""
     out_dir = Path(out_dir)
-    atomic_write_json(out_dir / RESULTS_FILE, results, compact=results.get("status") == "running")
+    atomic_write_json(out_dir / RESULTS_FILE, seal(results),
+                      compact=results.get("status") == "running")
     atomic_write_text(out_dir / MATRIX_FILE, matrix_csv(results))
 
 
@@ -146,12 +163,101 @@ def matrix_csv(results: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def load_results(run_dir: str | Path) -> dict[str, Any]:
-    """Read ``RUN_DIR/results.json``; clear errors for a missing or broken file."""
+def load_results(run_dir: str | Path, *, allow_modified: bool = False) -> dict[str, Any]:
+    """Read and verify ``RUN_DIR/results.json``.
+
+    Parameters
+    ----------
+    run_dir : path
+    allow_modified : bool
+        Return a file whose checksum does not match (with a warning and
+        ``"integrity": "modified"``) instead of refusing it.
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``results.json`` there.
+    IntegrityError
+        The contents do not match their checksum (a ``ValueError``).
+    ValueError
+        Not valid JSON, or not a results document (the missing or malformed key is named).
+    """
     path = Path(run_dir) / RESULTS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{str(path)!r} does not exist; is {str(run_dir)!r} a run directory?")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{str(path)!r} is not valid JSON: {err}.") from err
+    if not isinstance(results, dict):
+        raise ValueError(  # noqa: TRY004 - a damaged file, not a caller's type mistake
+            f"{str(path)!r} holds a {type(results).__name__}, not a results object.")
+    verdict = verify(results)
+    if verdict == "missing" and results.get("format", 1) != 1:
+        verdict = "mismatch"  # the digest key itself was damaged
+    if verdict == "mismatch":
+        msg = (f"{str(path)!r} does not match its sha256 checksum: it was changed after the run "
+               "wrote it (a damaged disk or an edit), so its numbers cannot be trusted")
+        if not allow_modified:
+            raise IntegrityError(f"{msg}. Resume the run (cl run --resume) to rewrite it from its "
+                                 "checkpoints, or pass --allow-modified to use it anyway.")
+        warnings.warn(msg + "; using it anyway (--allow-modified).", RuntimeWarning, stacklevel=2)
+    elif verdict == "missing":
+        warnings.warn(f"{str(path)!r} has no checksum (written by an older version of cl); its "
+                      "contents cannot be verified.", RuntimeWarning, stacklevel=2)
+    results.pop(DIGEST_FIELD, None)
+    check_results(results, str(path))
+    if verdict == "mismatch":
+        results["integrity"] = "modified"
+    return results
+
+
+def _is_score(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and 0.0 <= value <= 1.0)
+
+
+def check_results(results: dict[str, Any], where: str = RESULTS_FILE) -> None:
+    """Raise ``ValueError`` naming the first key of ``results`` that breaks the schema.
+
+    Checked: the identifying keys exist; ``tasks`` is a non-empty list of names;
+    ``accuracy_matrix`` is T×T and ``zero_shot`` null or of length T, with entries
+    in [0, 1] or null; ``metrics`` maps names to numbers or null; ``compute``
+    holds one record per task.
+    """
+    def bad(problem: str) -> ValueError:
+        return ValueError(f"{where}: {problem}; the file is damaged or was edited, not written by "
+                          "a run. Resume the run (cl run --resume) to rewrite it.")
+
+    missing = [k for k in ("stream", "strategy", "backbone", "seed", "scenario", "status", "tasks",
+                           "accuracy_matrix", "zero_shot", "metrics", "compute") if k not in results]
+    if missing:
+        raise ValueError(f"{where!r} is not a cl run result: it lacks {', '.join(missing)}.")
+    tasks = results["tasks"]
+    if not isinstance(tasks, list) or not tasks or not all(isinstance(t, str) for t in tasks):
+        raise bad(f"'tasks' must be a non-empty list of task names, got {tasks!r:.80}")
+    T = len(tasks)
+    matrix = results["accuracy_matrix"]
+    if not isinstance(matrix, list) or len(matrix) != T:
+        rows = len(matrix) if isinstance(matrix, list) else type(matrix).__name__
+        raise bad(f"'accuracy_matrix' has {rows} rows, expected {T} (one per task)")
+    for t, row in enumerate(matrix):
+        if not isinstance(row, list) or len(row) != T:
+            cols = len(row) if isinstance(row, list) else type(row).__name__
+            raise bad(f"'accuracy_matrix' row {t} has {cols} entries, expected {T}")
+        wrong = [v for v in row if not _is_score(v)]
+        if wrong:
+            raise bad(f"'accuracy_matrix' row {t} holds {wrong[0]!r}, not an accuracy in [0, 1] or null")
+    zero = results["zero_shot"]
+    if zero is not None and (not isinstance(zero, list) or len(zero) != T
+                             or not all(_is_score(v) for v in zero)):
+        raise bad(f"'zero_shot' must be null or {T} accuracies in [0, 1], got {zero!r:.80}")
+    metrics = results["metrics"]
+    if not isinstance(metrics, dict) or not all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+            for v in metrics.values()):
+        raise bad(f"'metrics' must map metric names to numbers or null, got {metrics!r:.80}")
+    compute = results["compute"]
+    if not isinstance(compute, list) or len(compute) != T or not all(isinstance(c, dict)
+                                                                      for c in compute):
+        raise bad(f"'compute' must hold one record per task ({T}), got {compute!r:.80}")

@@ -5,13 +5,17 @@ zero-shot row), then for each task ``t``: plugins' and strategy's
 ``before_task``, ``train_task``, ``after_task``, evaluation of every task on
 the scenario's label space, tracker update, and an atomic checkpoint, so a run
 killed at any moment resumes after the last finished task with the same
-numbers (every task reseeds from ``derive_seed(seed, t)``).
+numbers (every task reseeds from ``derive_seed(seed, t)``). A run holds an
+exclusive lock on its directory (:class:`cl.runtime.lock.RunLock`) from start to
+end, and resumes only from a checkpoint of the same config, code and strategy
+(:func:`cl.core.checkpoint.check_resumable`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,16 +24,18 @@ import torch
 from tqdm.auto import tqdm
 
 from cl.config import RunConfig
-from cl.core.checkpoint import CheckpointStore
+from cl.core.checkpoint import CheckpointStore, check_resumable, class_tag
 from cl.core.compute import ComputeMeter
 from cl.core.inputs import TaskInputs
 from cl.core.plugin import Plugin, call_plugin
-from cl.core.results import RunInfo, build_results, write_results
+from cl.core.results import RunInfo, build_results, load_results, write_results
 from cl.core.strategy import Context, Strategy, TaskData, check_strategy
 from cl.core.tracker import Tracker
+from cl.errors import ProtocolError
 from cl.models.backbones import Backbone
 from cl.runtime import distributed
 from cl.runtime.environment import environment
+from cl.runtime.lock import RunLock
 from cl.runtime.seeding import derive_seed, seed_everything
 from streams.core import LabelSpace, Stream
 
@@ -98,6 +104,8 @@ class Runner:
             )
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
         self.stream, self.strategy, self.backbone = stream, strategy, backbone
         self.out_dir = Path(out_dir)
         self.seed = seed
@@ -116,13 +124,21 @@ class Runner:
         self.checkpoints = CheckpointStore(self.out_dir)
         self._spaces: dict[tuple[int, ...], LabelSpace] = {}
         self.n_classes = stream.n_classes
+        code = config.code_identity() if config else {}
+        self.identity = {"config": config.identity(), "code": code} if config else None
+        self.owners = {
+            "strategy": {"class": class_tag(strategy),
+                         "options": config.strategy_options if config else None},
+            "plugins": [{"class": class_tag(p), "options": None} for p in self.plugins],
+        }
         self.info = RunInfo(
             stream=stream.name,
             strategy=config.strategy if config else type(strategy).__name__,
             backbone=backbone.name, backbone_fingerprint=backbone.fingerprint, seed=seed,
             scenario=stream.scenario, class_names=[list(t.class_names) for t in stream],
             years=[t.year for t in stream], config=config.to_dict() if config else None,
-            environment=environment(self.device), extra=dict(extra_results or {}),
+            environment=environment(self.device),
+            extra={**({"code": code} if code else {}), **(extra_results or {})},
         )
 
     # -- what a strategy receives ----------------------------------------------------
@@ -140,7 +156,7 @@ class Runner:
             device=self.device, seed=self.seed, generator=gen, logger=logger,
             record=lambda key, value: self.tracker.record(t, key, value),
             trained_tasks=trained, plugins=self.plugins, progress=self.progress,
-            batch_size=self.batch_size, num_workers=self.num_workers,
+            batch_size=self.batch_size, num_workers=self.num_workers, run_dir=self.out_dir,
         )
 
     def task_data(self, t: int) -> TaskData:
@@ -155,17 +171,7 @@ class Runner:
         correct = total = 0
         for inputs, targets in self.inputs.test_batches(j):
             logits = self.strategy.predict(inputs, label_space, ctx)
-            if not isinstance(logits, torch.Tensor) or logits.shape != (len(inputs), len(label_space)):
-                shape = getattr(logits, "shape", type(logits).__name__)
-                raise ValueError(
-                    f"{type(self.strategy).__name__}.predict returned {shape}; expected a tensor "
-                    f"of shape ({len(inputs)}, {len(label_space)}) (batch, label space)."
-                )
-            if torch.isnan(logits).any():
-                raise FloatingPointError(
-                    f"{type(self.strategy).__name__}.predict returned NaN logits on task "
-                    f"{self.stream[j].name!r}."
-                )
+            self._check_logits(logits, (len(inputs), len(label_space)), j)
             positions = lookup[targets]
             correct += int((logits.argmax(1).cpu() == positions).sum())
             total += len(targets)
@@ -173,6 +179,32 @@ class Runner:
         if total == 0:
             raise ValueError(f"task {self.stream[j].name!r} has an empty test split.")
         return correct / total
+
+    def _check_logits(self, logits: Any, shape: tuple[int, int], j: int) -> None:
+        """Raise unless ``logits`` is a tensor of ``shape`` whose rows each have a finite maximum.
+
+        ``-inf`` marks classes a strategy rules out; NaN, ``+inf`` or a row of only
+        ``-inf`` would make the argmax meaningless.
+        """
+        name, task = type(self.strategy).__name__, self.stream[j].name
+        if not isinstance(logits, torch.Tensor):
+            what = f"{type(logits).__module__}.{type(logits).__qualname__}"
+            size = getattr(logits, "shape", None)
+            raise ProtocolError(
+                f"{name}.predict returned a {what}" + (f" of shape {tuple(size)}" if size else "")
+                + f"; it must return a torch.Tensor of shape {shape} (batch, label space)."
+            )
+        if tuple(logits.shape) != shape:
+            raise ValueError(f"{name}.predict returned shape {tuple(logits.shape)}; expected a tensor "
+                             f"of shape {shape} (batch, label space).")
+        if torch.isnan(logits).any():
+            raise FloatingPointError(f"{name}.predict returned NaN logits on task {task!r}.")
+        if torch.isposinf(logits).any():
+            raise FloatingPointError(f"{name}.predict returned +inf logits on task {task!r}; the "
+                                     "argmax of a row with +inf is arbitrary.")
+        if len(logits) and torch.isneginf(logits).all(dim=1).any():
+            raise FloatingPointError(f"{name}.predict returned a row of only -inf logits on task "
+                                     f"{task!r}; every example needs one finite score.")
 
     def _label_space(self, j: int, row: int | None) -> LabelSpace:
         """``stream.eval_label_space(j, row)``, built once per distinct class set."""
@@ -194,11 +226,19 @@ class Runner:
     def run(self) -> RunResult:
         """Run (or resume) the stream; write results; return them.
 
-        On an error inside a task the results so far are written with
-        ``status = "failed"`` and the error is re-raised.
+        The run directory is locked for the whole run (another process gets
+        :class:`~cl.errors.RunDirectoryInUse`). On an error inside a task the
+        results so far are written with ``status = "failed"`` and the error is
+        re-raised. A run already completed is left as it is (with a warning).
         """
+        with RunLock(self.out_dir) if self.main else nullcontext():
+            return self._run()
+
+    def _run(self) -> RunResult:
         start = self._resume()
         try:
+            if start == len(self.stream) and (done := self._completed()) is not None:
+                return done
             if start == 0 and self.tracker.completed_rows() == 0:
                 ctx = self.context(0, trained=0)
                 with self.meter.time(self.tracker, 0, "eval_seconds"):
@@ -210,7 +250,11 @@ class Runner:
                 self._task(t)
                 self._write("running")
         except BaseException as err:
-            self._write("failed", error=f"{type(err).__name__}: {err}")
+            try:
+                self._write("failed", error=f"{type(err).__name__}: {err}")
+            except Exception as failure:  # noqa: BLE001 - the original error must surface
+                logger.error("could not write the failure record of %s (%s: %s)", self.out_dir,
+                             type(failure).__name__, failure)
             raise
         finally:
             for lg in self.loggers:
@@ -220,6 +264,23 @@ class Runner:
             from cl.reporting.report import write_report  # matplotlib: only once, at the end
 
             write_report(self.out_dir, results)
+        return RunResult(self.out_dir, self.tracker, results)
+
+    def _completed(self) -> RunResult | None:
+        """The results of a run whose every task is checkpointed and whose ``results.json`` says
+        completed (and verifies); ``None`` when they must be written again."""
+        results = None
+        if self.main:
+            try:
+                results = load_results(self.out_dir)
+            except (OSError, ValueError) as err:
+                logger.warning("rewriting the results of %s: %s", self.out_dir, err)
+        results = distributed.broadcast_object(results)
+        if results is None or results.get("status") != "completed":
+            return None
+        logger.warning("run %s is already complete (%d of %d tasks); its outputs are left as they "
+                       "are. Use another --out to run it again.", self.out_dir, len(self.stream),
+                       len(self.stream))
         return RunResult(self.out_dir, self.tracker, results)
 
     def _write(self, status: str, error: str | None = None) -> dict[str, Any]:
@@ -253,7 +314,8 @@ class Runner:
         for lg in self.loggers:
             lg.log_row(t, self.tracker)
         self.checkpoints.save(t, self.tracker, self.strategy.state_dict(),
-                              [p.state_dict() for p in self.plugins])
+                              [p.state_dict() for p in self.plugins], identity=self.identity,
+                              owners=self.owners)
 
     def _resume(self) -> int:
         """Restore the newest valid checkpoint; return the first task still to run."""
@@ -261,6 +323,7 @@ class Runner:
         state = self.checkpoints.load_latest()
         if state is None:
             return 0
+        check_resumable(state, identity=self.identity, owners=self.owners)
         self.tracker = Tracker.from_dict(state["tracker"])
         self.strategy.load_state_dict(state["strategy"])
         for plugin, pstate in zip(self.plugins, state["plugins"], strict=False):

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
@@ -75,6 +76,9 @@ class Context:
         Whether to show progress bars.
     batch_size, num_workers : int
         Data-loading settings chosen by the user for the run.
+    run_dir : Path or None
+        The run directory (results, checkpoints), e.g. for a plugin's own files;
+        ``None`` outside a runner.
     """
 
     task_index: int
@@ -93,6 +97,7 @@ class Context:
     batch_size: int = 256
     num_workers: int = 0
     counters: dict[str, float] = field(default_factory=dict)
+    run_dir: Path | None = None
 
     def count(self, key: str, amount: float) -> None:
         """Add ``amount`` to a compute counter of this task (e.g. ``"examples_seen"``)."""

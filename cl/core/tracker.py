@@ -5,6 +5,7 @@ It only stores; :mod:`cl.core.metrics` turns the matrix into numbers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ import numpy as np
 
 from cl.core import metrics
 from cl.core.results import matrix_from_json, to_json
+from cl.errors import ProtocolError
 
 
 class Tracker:
@@ -69,7 +71,20 @@ class Tracker:
         self.compute[task].update({k: float(v) for k, v in counters.items()})
 
     def record(self, task: int, key: str, value: Any) -> None:
-        """Store a JSON-able value recorded during task ``task``."""
+        """Store a JSON-able value recorded during task ``task``.
+
+        Raises
+        ------
+        ProtocolError
+            ``value`` cannot be written to ``results.json`` (an object, an infinity).
+        """
+        try:
+            json.dumps(to_json(value), allow_nan=False)
+        except (TypeError, ValueError) as err:
+            raise ProtocolError(
+                f"ctx.record({key!r}, {value!r:.60}) cannot be stored in results.json ({err}); "
+                "record finite numbers, strings, or lists and dicts of them."
+            ) from err
         self.records[task][key] = value
 
     def completed_rows(self) -> int:

@@ -14,6 +14,9 @@ Each entry is two files in ``<cache_dir>/features/``: ``<digest>.safetensors``
 the key, the data file's size and SHA-256. Both are written atomically, data
 first, so a manifest always describes a complete file. A data file whose size
 or checksum disagrees with its manifest is reported with a warning and rebuilt.
+Files are created with the umask's permissions (a cache can be shared by a
+group); temporary files a killed writer left are removed by the next store
+once a day old (younger ones may be another process's write in progress).
 
 Cache directory: the ``cache_dir`` argument, else ``$CL_CACHE_DIR``, else
 ``platformdirs.user_cache_dir("cl")``.
@@ -44,9 +47,11 @@ from tqdm.auto import tqdm
 
 from cl.models.backbones import Backbone
 from cl.runtime.data import Preprocessed, loader
-from cl.runtime.io import atomic_write, atomic_write_json
+from cl.runtime.io import atomic_write, atomic_write_json, remove_temporaries
 
 FORMAT_VERSION = 1
+#: Temporary files older than this (seconds) in the cache were left by killed writers.
+STALE_SECONDS = 24 * 3600
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
@@ -173,6 +178,7 @@ class FeatureCache:
     def store(self, key: dict[str, Any], features: Features, *, backbone_name: str) -> Path:
         """Write ``features`` under ``key`` (data then manifest, both atomic); returns the data path."""
         data, manifest = self.paths(key)
+        remove_temporaries(self.dir, older_than=STALE_SECONDS)
         blob = safetensors_save({"X": features.X.contiguous(), "y": features.y.contiguous()})
         atomic_write(data, lambda fh: fh.write(blob))
         atomic_write_json(manifest, {
@@ -228,6 +234,7 @@ def extract(
     progress: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
+    name: str | None = None,
 ) -> Features:
     """Embed every image of ``dataset`` with ``backbone``, through the feature cache.
 
@@ -251,6 +258,8 @@ def extract(
         Cache directory (see :func:`cache_root`).
     use_cache : bool
         ``False`` always encodes and writes nothing.
+    name : str or None
+        What the dataset is, for messages (default ``key``), e.g. ``"task 'x'"``.
 
     Returns
     -------
@@ -265,7 +274,7 @@ def extract(
     if cache is not None and (hit := cache.load(ckey)) is not None:
         return hit
     device = torch.device(device)
-    data = Preprocessed(dataset, backbone.preprocess)
+    data = Preprocessed(dataset, backbone.preprocess, where=f"{name or key} [{split}]")
     xs, ys = [], []
     bar = tqdm(loader(data, batch_size=batch_size, num_workers=num_workers), total=-(-n // batch_size),
                desc=f"features {key} [{split}]", unit="batch", disable=not progress, leave=False)

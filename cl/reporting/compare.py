@@ -145,8 +145,10 @@ def _labels(paths: Sequence[Path]) -> list[str]:
     return labels if len(set(labels)) == len(labels) else [str(p) for p in paths]
 
 
-def load_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> list[RunSummary]:
-    """Read and summarize every run directory, in the order given.
+def load_runs(run_dirs: Sequence[str | os.PathLike[str]], *,
+              allow_modified: bool = False) -> list[RunSummary]:
+    """Read and summarize every run directory, in the order given (``allow_modified``: accept
+    a ``results.json`` that fails its checksum, see :func:`cl.core.results.load_results`).
 
     Raises
     ------
@@ -161,7 +163,8 @@ def load_runs(run_dirs: Sequence[str | os.PathLike[str]]) -> list[RunSummary]:
     for p in paths:
         if not p.is_dir():
             raise FileNotFoundError(f"{str(p)!r} is not a directory; pass run directories written by cl run.")
-    return [summarize_run(load_results(p), p, label) for p, label in zip(paths, _labels(paths), strict=True)]
+    return [summarize_run(load_results(p, allow_modified=allow_modified), p, label)
+            for p, label in zip(paths, _labels(paths), strict=True)]
 
 
 def _metric_keys(runs: Sequence[RunSummary], metrics: Sequence[str] | None) -> list[str]:
@@ -279,12 +282,13 @@ def write_plot(runs: Sequence[RunSummary], path: str | os.PathLike[str]) -> Path
 
 
 def compare(run_dirs: Sequence[str | os.PathLike[str]], *, out: str | os.PathLike[str] | None = None,
-            plot: str | os.PathLike[str] | None = None, metrics: Sequence[str] | None = None) -> str:
+            plot: str | os.PathLike[str] | None = None, metrics: Sequence[str] | None = None,
+            allow_modified: bool = False) -> str:
     """Compare runs: return the Markdown table; write it to ``out`` and the figure to ``plot``.
 
     When both are written, the Markdown links the figure (relative path).
     """
-    runs = load_runs(run_dirs)
+    runs = load_runs(run_dirs, allow_modified=allow_modified)
     text = "# Run comparison\n\n" + markdown_table(runs, metrics) + "\n"
     if plot is not None:
         plot_path = write_plot(runs, plot)

@@ -68,7 +68,9 @@ def write_report(out_dir: str | Path, results: dict[str, Any]) -> Path:
     text = "\n\n".join([
         f"# {results['stream']} · {results['strategy']} · {results['backbone']}",
         f"seed {results['seed']} · scenario {results['scenario']} · status {results['status']}"
-        + (f" · error: {results['error']}" if results.get("error") else ""),
+        + (f" · error: {results['error']}" if results.get("error") else "")
+        + (" · **results.json was modified after the run (checksum mismatch): unverified**"
+           if results.get("integrity") == "modified" else ""),
         "## Accuracy matrix (%)\n\nRows: after training task t. Columns: task j.",
         matrix_markdown(results),
         "## Metrics",

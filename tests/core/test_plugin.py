@@ -214,7 +214,7 @@ def test_plugins_by_name_and_from_a_file(tmp_path):
     )
     plugin = loading.build_plugin(f"{file}:Counting", every=2)
     assert plugin.every == 2
-    with pytest.raises(TypeError, match="not a plugin: missing before_task"):
+    with pytest.raises(TypeError, match="is the class NotAPlugin, not a subclass of cl.Plugin"):
         loading.build_plugin(f"{file}:NotAPlugin")
     with pytest.raises(ValueError, match=r"Unknown plugin 'replya'.*replay"):
         loading.build_plugin("replya")

@@ -8,6 +8,7 @@ import pytest
 
 from cl.cli import main
 from cl.reporting.compare import compare, figure, format_bytes, load_runs
+from cl.runtime.integrity import seal
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,7 @@ def test_unfinished_run_counts_only_finished_tasks(runs, tmp_path):
     shutil.copytree(runs["finetune"], run)
     res = results(run)
     res["status"], res["completed_tasks"] = "failed", 3
-    (run / "results.json").write_text(json.dumps(res))
+    (run / "results.json").write_text(json.dumps(seal(res)))  # as a failed run writes it
     (row,) = table_rows(compare([run]))
     assert row["tasks"] == "3/5 (failed)"
     assert row["train s"] == f"{sum(c['train_seconds'] for c in res['compute'][:3]):.3g}"

@@ -12,7 +12,7 @@ def _task(name, classes=("a", "b"), year=None):
 
 
 def test_stream_is_an_immutable_sequence_that_iterates_twice_and_slices():
-    s = Stream("s", (_task("t0"), _task("t1"), _task("t2")))
+    s = Stream("s", (_task("t0", ("a",)), _task("t1", ("b",)), _task("t2", ("c",))))
     assert len(s) == 3 and s[1].name == "t1"
     assert [t.name for t in s] == [t.name for t in s] == ["t0", "t1", "t2"]
     sub = s[1:]
@@ -22,7 +22,7 @@ def test_stream_is_an_immutable_sequence_that_iterates_twice_and_slices():
 
 
 def test_global_class_ids_and_label_spaces_per_scenario():
-    tasks = (_task("t0", ("a", "b")), _task("t1", ("c",)), _task("t2", ("a", "d", "e")))
+    tasks = (_task("t0", ("a", "b")), _task("t1", ("c",)), _task("t2", ("f", "d", "e")))
     ci = Stream("ci", tasks, "class-incremental")
     assert ci.class_offsets == (0, 2, 3) and ci.n_classes == 6
     assert ci.eval_label_space(0, trained_through=1).class_ids == (0, 1, 2)
