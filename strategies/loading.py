@@ -194,6 +194,16 @@ def build_strategy(spec: str, /, **options: Any) -> Strategy:
     return strategy
 
 
+def strategy_label(strategy: Any) -> str:
+    """The one label a run of ``strategy`` carries in its results, whether built from the
+    command line or from Python: the registered name (``nmc``) when its class is registered,
+    ``avalanche:NAME`` for a wrapped avalanche strategy, else the class name."""
+    cls = type(strategy)
+    if cls.__name__ == "AvalancheStrategy" and cls.__module__ == "strategies.avalanche.strategy":
+        return f"{AVALANCHE_PREFIX}{strategy.name}"
+    return STRATEGIES.name_of(cls) or cls.__name__
+
+
 def build_plugin(spec: str, /, **options: Any) -> Plugin:
     """Build the plugin ``spec`` (registered name, entry point in ``cl.plugins``, or code)."""
     from cl.core.plugin import check_plugin
