@@ -74,7 +74,7 @@ def _slug(overrides: dict[str, Any]) -> str:
         text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
         short = key.rsplit(".", 1)[-1]
         parts.append(text if short == "name" else f"{short}-{text}")
-    slug = re.sub(r"[^A-Za-z0-9.=+-]+", "-", "_".join(parts)).strip("-") or "run"
+    slug = re.sub(r"[^A-Za-z0-9._=+-]+", "-", "_".join(parts)).strip("-_") or "run"
     return slug[:60].rstrip("-_")
 
 
