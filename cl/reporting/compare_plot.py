@@ -51,7 +51,7 @@ def figure(runs: Sequence[RunSummary], over: Sequence[str] = ("seed",)) -> Figur
     for i, key in enumerate(keys):
         stats = [mean_std([defined_value(r, key) for r in g.runs]) for g in groups]
         heights = [100 * (m or 0.0) for m, _, _ in stats]
-        errors = [100 * (s or 0.0) for _, s, _ in stats]
+        errors = [np.nan if s is None else 100 * s for _, s, _ in stats]  # n = 1: no bar
         bars.bar(x + (i - (len(keys) - 1) / 2) * width, heights, width, yerr=errors, capsize=3,
                  label=METRIC_HEADERS.get(key, key))
     few = len(groups) <= 4
@@ -65,7 +65,7 @@ def figure(runs: Sequence[RunSummary], over: Sequence[str] = ("seed",)) -> Figur
     for g, label in zip(groups, labels, strict=True):
         m, a = g.value("memory_bytes"), mean_std([r.metrics.get("average_accuracy") for r in g.runs])
         if m is not None and a[0] is not None:
-            points.append((m, a[0], a[1] or 0.0, label.replace("\n", " ")))
+            points.append((m, a[0], np.nan if a[1] is None else a[1], label.replace("\n", " ")))
     largest = max((p[0] for p in points), default=0.0)
     scale, unit = 1.0, "B"
     for i, u in enumerate(("B", "KiB", "MiB", "GiB")):

@@ -6,8 +6,10 @@ Events are printed as they happen, prefixed by the count of finished runs::
     [0/4] start    gda_seed-0-1a2b3c4d
     [0/4] progress gda_seed-0-1a2b3c4d: task 3/5
     [1/4] done     gda_seed-0-1a2b3c4d  4.1 s  avg acc 92.3 %
-    [2/4] FAILED   nmc_seed-1-5e6f7a8b: exit status 1: ValueError: ...
-    sweep digits: 3 completed, 1 failed, 0 interrupted, 0 pending
+          status   1 done, 1 running, 0 failed, 2 waiting
+    [1/4] FAILED   nmc_seed-1-5e6f7a8b: exit status 1: ValueError: ...
+          status   1 done, 2 running, 1 failed, 0 waiting
+    sweep digits: 3 completed, 1 failed
 
 Lines go to standard output as plain text (readable in a terminal, a log file
 or a Slurm output file alike); the final table comes from
@@ -50,8 +52,10 @@ class Progress:
         self.name, self.runs = name, list(runs)
         self.out = stream or sys.stdout
         self.done = sum(run_state(r.dir).status == "completed" for r in self.runs)
+        self.failed = 0
         self._tasks: dict[str, int] = {}
         self._started: dict[str, float] = {}
+        self._running: set[str] = set()
 
     def line(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -69,6 +73,7 @@ class Progress:
                   if state.completed else "")
         self._started[run.id] = time.perf_counter()
         self._tasks[run.id] = state.completed
+        self._running.add(run.id)
         self.line(f"{self.prefix()} start    {run.id}{resume}{where}")
 
     def poll(self, running: Sequence[PlannedRun]) -> None:
@@ -88,8 +93,13 @@ class Progress:
             self.line(f"{self.prefix()} done     {run.id}  {seconds:.1f} s  avg acc "
                       f"{_pct(state.average_accuracy)} %")
         else:
+            self.failed += 1
             message = error or state.error or state.status
             self.line(f"{self.prefix()} FAILED   {run.id}: {message}")
+        self._running.discard(run.id)
+        waiting = len(self.runs) - self.done - self.failed - len(self._running)
+        self.line(f"{' ' * len(self.prefix())} status   {self.done} done, {len(self._running)} "
+                  f"running, {self.failed} failed, {waiting} waiting")
         return state
 
     def summary(self) -> dict[str, int]:

@@ -177,6 +177,8 @@ def test_local_pool_runs_jobs_at_a_time_and_reports_failures(tmp_path, monkeypat
     failed = next(r for r in runs if r.id.startswith("seed-2"))
     assert f"FAILED   {failed.id}: exit status 3: ValueError: boom in {failed.id}" in out
     assert out.count(" done     ") == 3
+    assert out.rstrip().endswith("status   3 done, 0 running, 1 failed, 0 waiting")
+    assert "status   1 done, 1 running, 0 failed, 2 waiting" in out  # while the first pair runs
     assert (failed.dir / "config.toml").is_file()  # what `cl run --resume` reads
     job = json.loads((failed.dir / "job.json").read_text())
     assert job["state"] == "exited" and job["returncode"] == 3
