@@ -8,7 +8,6 @@ from sklearn.datasets import load_digits
 
 import streams
 
-
 N_TEST = math.ceil(0.3 * 1797)  # scikit-learn's train_test_split rounds the test part up
 
 
