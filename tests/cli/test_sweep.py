@@ -268,3 +268,21 @@ def test_the_slurm_path_runs_through_submitits_local_executor(tmp_path, capsys, 
     assert "completed" in capsys.readouterr().out
     assert main(["sweep", str(path)]) == 0  # nothing left to run
     assert "(2 completed before; 0 to run" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_procs_per_run_runs_each_run_through_torchrun(tmp_path):
+    """procs_per_run = 2: each run is `torch.distributed.run --nproc_per_node=2 -m cl run`; the
+    2-process run gives the single-process numbers (as tests/runtime/test_distributed.py checks)."""
+    path = write_config(tmp_path, '[sweep]\nout = "OUT"\nprocs_per_run = 2\n',
+                        base='[stream]\nname = "split-digits"\nn_tasks = 2\n[strategy]\nname = "nmc"\n')
+    sweep = _sweep_process(path)
+    output = sweep.communicate(timeout=600)[0]
+    assert sweep.returncode == 0, output
+    (run,) = SweepSpec.from_file(path).expand()
+    assert main(["run", "--out", str(tmp_path / "single"), "--set", "stream.n_tasks=2",
+                 "--no-progress"]) == 0
+    two = json.loads((run.dir / "results.json").read_text())
+    one = json.loads((tmp_path / "single" / "results.json").read_text())
+    assert two["accuracy_matrix"] == one["accuracy_matrix"]
+    assert (two["environment"]["world_size"], one["environment"]["world_size"]) == (2, 1)
