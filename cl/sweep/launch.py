@@ -63,6 +63,10 @@ def launch(spec: SweepSpec, *, wait: bool = True, out: TextIO | None = None) -> 
     out = out or sys.stdout
     runs = spec.expand()
     validate(runs)
+    if spec.executor == "slurm":
+        from cl.sweep.slurm import SlurmOptions
+
+        SlurmOptions.from_dict(spec.slurm).check_cluster()
     states = {r.id: run_state(r.dir).status for r in runs}
     busy = [r for r in runs if states[r.id] == "running"]
     to_run = [r for r in runs if states[r.id] not in ("completed", "running")]

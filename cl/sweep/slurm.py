@@ -19,6 +19,7 @@ without a cluster: that is how the tests exercise it.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
@@ -83,6 +84,13 @@ class SlurmOptions:
         if options.timeout_min < 1:
             raise ValueError(f"{where} timeout_min must be >= 1, got {options.timeout_min}.")
         return options
+
+    def check_cluster(self) -> None:
+        """``FileNotFoundError`` when ``cluster="slurm"`` but Slurm's commands are not on PATH."""
+        if self.cluster == "slurm" and not (shutil.which("sbatch") and shutil.which("srun")):
+            raise FileNotFoundError(
+                "--executor slurm needs Slurm's sbatch and srun on PATH: run cl sweep on a "
+                "login node of the cluster, or try the path on this machine with --cluster local.")
 
     def parameters(self, name: str, jobs: int, gpus_per_run: int) -> dict[str, Any]:
         """``AutoExecutor.update_parameters`` keywords."""

@@ -286,3 +286,24 @@ def test_procs_per_run_runs_each_run_through_torchrun(tmp_path):
     one = json.loads((tmp_path / "single" / "results.json").read_text())
     assert two["accuracy_matrix"] == one["accuracy_matrix"]
     assert (two["environment"]["world_size"], one["environment"]["world_size"]) == (2, 1)
+
+
+def test_slurm_options_are_submitit_parameters(tmp_path, capsys):
+    import submitit
+
+    from cl.sweep.slurm import SlurmOptions
+
+    options = SlurmOptions.from_dict({"partition": "gpu", "timeout_min": 90, "account": "lab",
+                                      "cpus_per_task": 8, "mem_gb": 32})
+    params = options.parameters("digits", jobs=4, gpus_per_run=2)
+    assert params == {"name": "cl-digits", "timeout_min": 90, "gpus_per_node": 2, "nodes": 1,
+                      "tasks_per_node": 1, "slurm_array_parallelism": 4, "cpus_per_task": 8,
+                      "mem_gb": 32.0, "slurm_partition": "gpu", "slurm_account": "lab"}
+    # submitit validates every name against its Slurm executor, whichever cluster runs it
+    submitit.AutoExecutor(folder=tmp_path, cluster="local").update_parameters(**params)
+    with pytest.raises(ValueError, match="no key 'queue'"):
+        SlurmOptions.from_dict({"queue": "gpu"})
+    if not shutil.which("srun"):
+        path = write_config(tmp_path, '[sweep]\nout = "OUT"\nexecutor = "slurm"\n')
+        assert main(["sweep", str(path)]) == 2
+        assert "needs Slurm's sbatch and srun on PATH" in capsys.readouterr().err

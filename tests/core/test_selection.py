@@ -124,10 +124,10 @@ def test_a_diverging_trial_is_recorded_and_not_chosen(tmp_path):
 def test_cli_set_protocol_runs_the_search_and_records_it(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--out", str(out), "--strategy", "finetune", "--set", "strategy.epochs=2",
-                 "--set", "stream.n_tasks=2", "--set", "protocol.hp_trials=2",
+                 "--set", "stream.n_tasks=2", "--set", "protocol.hp_trials=4",
                  "--set", 'protocol.ranges.lr=["log-uniform", 1e-3, 1e-1]', "--no-progress"]) == 0
     res = json.loads((out / "results.json").read_text())
-    assert res["config"]["protocol"] == {"hp_trials": 2, "ranges": {"lr": ["log-uniform", 1e-3, 1e-1]}}
+    assert res["config"]["protocol"] == {"hp_trials": 4, "ranges": {"lr": ["log-uniform", 1e-3, 1e-1]}}
     assert all(1e-3 <= tr["lr"] <= 1e-1 for tr in res["records"][0]["hp_search"]["trials"])
     assert "hp_trials" in (out / "report.md").read_text()
     capsys.readouterr()
