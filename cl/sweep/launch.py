@@ -8,6 +8,7 @@ run has completed.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -19,11 +20,18 @@ from cl.sweep.spec import PlannedRun, SweepSpec
 
 
 def validate(runs: Sequence[PlannedRun]) -> None:
-    """Build every run's plan (stream, strategy, plugins; no data, no backbone) so a bad key or
-    option stops the sweep before anything starts; the message names the run."""
+    """Build every distinct run's plan (stream, strategy, plugins; no data, no backbone) so a
+    bad key or option stops the sweep before anything starts; the message names the run. Runs
+    that differ only by seed are checked once."""
     from cl.config.experiment import plan
 
+    checked: set[str] = set()
     for run in runs:
+        key = json.dumps({k: v for k, v in run.config.identity().items() if k != "seed"},
+                         sort_keys=True, default=str)
+        if key in checked:
+            continue
+        checked.add(key)
         try:
             plan(replace(run.config), require=False)
         except (ValueError, TypeError, FileNotFoundError) as err:
