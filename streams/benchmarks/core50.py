@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from torch.utils.data import ConcatDataset, Dataset
+from torch.utils.data import Dataset
 
 from streams.benchmarks.torchvision_data import resolve_root
 from streams.core import Stream, Task
@@ -52,16 +52,19 @@ def class_names(labels: Literal["objects", "categories"]) -> tuple[str, ...]:
     return tuple(f"{c} {i}" for c in CATEGORIES for i in range(1, 6))
 
 
-def _session_dataset(folder: Path, labels: str) -> ImageFileDataset:
-    """Images of one session folder ``s<k>/o<i>/*``, labelled by object or category."""
+def _session_dataset(folders: Sequence[Path], labels: str) -> ImageFileDataset:
+    """Images of session folders ``s<k>/o<i>/*``, labelled by object or category (labels are
+    known without opening an image)."""
     paths, targets = [], []
-    for obj in range(1, 51):
-        files = sorted(p for p in (folder / f"o{obj}").glob("*")
-                       if p.suffix.lower() in IMAGE_EXTENSIONS)
-        paths.extend(files)
-        targets.extend([obj - 1 if labels == "objects" else (obj - 1) // 5] * len(files))
-    if not paths:
-        raise FileNotFoundError(f"CORe50 session folder {str(folder)!r} holds no o<k>/ images.")
+    for folder in folders:
+        found = len(paths)
+        for obj in range(1, 51):
+            files = sorted(p for p in (folder / f"o{obj}").glob("*")
+                           if p.suffix.lower() in IMAGE_EXTENSIONS)
+            paths.extend(files)
+            targets.extend([obj - 1 if labels == "objects" else (obj - 1) // 5] * len(files))
+        if len(paths) == found:
+            raise FileNotFoundError(f"CORe50 session folder {str(folder)!r} holds no o<k>/ images.")
     return ImageFileDataset(paths, targets)
 
 
@@ -102,7 +105,7 @@ def core50(
     test_dirs = [root / f"s{s}" for s in test_sessions]
 
     def load_test() -> Dataset:
-        return ConcatDataset([_session_dataset(d, labels) for d in test_dirs])
+        return _session_dataset(test_dirs, labels)
 
     tasks = []
     for s in sessions:
@@ -116,7 +119,7 @@ def core50(
 
         tasks.append(Task(
             name=f"session {s}", class_names=names,
-            load_train=lambda folder=folder: _session_dataset(folder, labels),
+            load_train=lambda folder=folder: _session_dataset([folder], labels),
             load_test=load_test,
             key=f"core50:{root.resolve()}:{labels}:s{s}|test={list(test_sessions)}",
             templates=TEMPLATES,

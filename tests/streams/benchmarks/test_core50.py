@@ -3,6 +3,7 @@ sessions as every task's test split, expected paths checked by `cl streams check
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,8 @@ def test_ni_sessions_are_domain_incremental_tasks_over_50_objects(tmp_path):
     assert train.targets == list(range(50))  # o<i> is object i-1
     test = s[0].load_test()
     assert len(test) == 150 and s[5].metadata["test_key"] == s[0].metadata["test_key"]
-    sessions = sorted({ds.paths[0].parent.parent.name for ds in test.datasets})
-    assert sessions == ["s10", "s3", "s7"]
+    assert sorted({p.parent.parent.name for p in test.paths}) == ["s10", "s3", "s7"]
+    assert test.targets == list(range(50)) * 3  # labels known without opening an image
     cats = streams.get("core50", labels="categories", data_root=str(tmp_path))
     assert cats.n_classes == 10 and cats[0].load_train().targets[:10] == [0] * 5 + [1] * 5
     assert str(base / "s1") == s[0].metadata["expected_path"]
@@ -58,3 +59,16 @@ def test_check_names_each_missing_session_folder(tmp_path, capsys):
 def test_bad_sessions_are_errors(tmp_path):
     with pytest.raises(ValueError, match="distinct CORe50 sessions 1..11"):
         streams.get("core50", sessions=[1, 3], data_root=str(tmp_path))
+
+
+def test_a_run_encodes_the_shared_test_sessions_once(tmp_path):
+    make_core50(tmp_path)
+    out = tmp_path / "run"
+    assert main(["run", "--stream", "core50", "--data-root", str(tmp_path), "--out", str(out),
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["scenario"] == "domain-incremental" and len(res["tasks"]) == 8
+    forwards = [c["backbone_forwards"] for c in res["compute"]]
+    assert forwards == [50 + 150] + [50] * 7  # each session's 50 images; the 150 test images once
+    A = res["accuracy_matrix"]
+    assert all(row[j] == row[0] for row in A for j in range(8))  # one test set for every task
