@@ -15,7 +15,7 @@ from cl.errors import ProtocolError
 
 STRATEGY_HOOKS: tuple[str, ...] = ("before_task", "train_task", "after_task", "predict")
 PLUGIN_HOOKS: tuple[str, ...] = (
-    "before_task", "after_task", "before_batch", "after_batch", "after_eval",
+    "before_task", "after_train", "after_task", "before_batch", "after_batch", "after_eval",
 )
 #: Prefixes that mark a method as meant to be a hook.
 HOOK_PREFIXES: tuple[str, ...] = ("before_", "after_")

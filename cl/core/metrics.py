@@ -16,6 +16,7 @@ undefined, not "no forgetting". JSON output writes ``NaN`` as ``null``.
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -94,18 +95,32 @@ def average_incremental_accuracy(A: ArrayLike) -> float:
     return _nanmean([_nanmean(M[t, : t + 1]) for t in range(M.shape[0])])
 
 
-def forgetting(A: ArrayLike) -> float:
+def forgetting(A: ArrayLike, *, rows: Literal["learned", "all"] = "learned") -> float:
     """Average forgetting, Chaudhry et al. 2018 (RWalk), Eq. 5–6.
 
     ``mean_{j<T-1} ( max_{j<=t<=T-2} A[t, j] − A[T-1, j] )``: the drop from the
     best accuracy a task ever had (after it was learned, before the last task)
     to its final accuracy. ``NaN`` for T == 1.
+
+    Rows before task ``j`` was trained (``t < j``: zero-shot or transfer accuracy) are not
+    part of the maximum, as in continuum's ``forgetting``; A-GEM's code (``compute_fgt``,
+    facebookresearch/agem) takes the maximum over every row ``t <= T-2`` and gives a larger
+    value whenever a task scored higher before it was learned (see ``docs/fidelity.md``).
+    ``rows="all"`` gives A-GEM's reading.
+
+    Parameters
+    ----------
+    A : array_like, shape (T, T)
+    rows : {"learned", "all"}
+        Rows that compete for the maximum: from the task's own row on (default), or all.
     """
+    if rows not in ("learned", "all"):
+        raise ValueError(f"forgetting rows must be 'learned' or 'all', got {rows!r}.")
     M = _matrix(A)
     T = M.shape[0]
     terms = []
     for j in range(T - 1):
-        history = M[j : T - 1, j]
+        history = M[j if rows == "learned" else 0 : T - 1, j]
         if np.all(np.isnan(history)) or np.isnan(M[T - 1, j]):
             continue
         terms.append(np.nanmax(history) - M[T - 1, j])

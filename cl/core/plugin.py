@@ -17,7 +17,7 @@ from cl.errors import PluginError, ProtocolError
 if TYPE_CHECKING:
     import torch
 
-    from cl.core.strategy import Context
+    from cl.core.strategy import Context, TaskData
 
 
 class Plugin:
@@ -33,6 +33,15 @@ class Plugin:
 
     def before_task(self, ctx: Context) -> None:
         """Before the strategy's ``before_task``."""
+
+    def after_train(self, data: TaskData, ctx: Context) -> None:
+        """After the strategy's ``train_task``, with the task's training data.
+
+        ``data`` is what the strategy was given (cached features (N, D) for
+        feature strategies, the preprocessed dataset for image strategies) with
+        global targets (N,); read-only by convention. Use it for statistics of
+        the task (class-wise Gaussians, exemplar selection...).
+        """
 
     def after_task(self, ctx: Context) -> None:
         """After the strategy's ``after_task``, before evaluation."""

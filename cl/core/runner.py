@@ -265,6 +265,8 @@ class Runner:
             data = self.task_data(t)
             ctx.count("train_examples", len(data.targets))
         self.strategy.train_task(data, ctx)
+        for plugin in self.plugins:
+            call_plugin(plugin, "after_train", data, ctx)
         self.strategy.after_task(ctx)
         for plugin in self.plugins:
             call_plugin(plugin, "after_task", ctx)

@@ -1,2 +1,3 @@
-"""Training-free strategies on cached features: zero-shot CLIP, NMC, GDA (and their shared
-zero-shot ensemble, :mod:`strategies.heads.base`)."""
+"""Training-free strategies on cached features: zero-shot CLIP, NMC, GDA, and the analytic
+heads RanPAC, FeCAM, RAIL and random-feature LDA (their shared glue and zero-shot ensemble:
+:mod:`strategies.heads.base`)."""

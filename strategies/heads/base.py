@@ -12,7 +12,9 @@ with ``α`` chosen per task from ``alpha_grid`` by accuracy on a held-out
 slice of the task's *training* features (the reference code tunes it on the
 test set for ImageNet; we never look at test data). The model used for the
 selection is fitted without the held-out slice, which is added afterwards, so
-the final statistics cover all training data.
+the final statistics cover all training data. On task-incremental streams each
+task keeps the α chosen when it was trained (the task is known at test time);
+class-incremental and task-agnostic streams keep one α, re-chosen each task.
 
 Logits are returned over ``label_space.class_ids`` in order. Classes never
 fitted score ``-inf``; when no class of the label space is fitted (the
@@ -22,6 +24,7 @@ logits are the zero-shot ones (ensemble on) or zeros (chance).
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import numpy as np
@@ -99,6 +102,7 @@ class TrainingFreeStrategy(Strategy):
         self.model, self.ensemble, self.alpha_grid = model, ensemble, grid
         self.val_fraction = val_fraction
         self.alpha: float | None = None
+        self.task_alpha: dict[int, float] = {}
         self._heads: dict[tuple[str, tuple[int, ...]], torch.Tensor] = {}
 
     # -- helpers ---------------------------------------------------------------------
@@ -153,6 +157,8 @@ class TrainingFreeStrategy(Strategy):
         else:
             ctx.logger.warning("task %s: too few samples to hold out; keeping alpha=%s",
                                ctx.task.name, self.alpha)
+        if ctx.stream.scenario == "task-incremental" and self.alpha is not None:
+            self.task_alpha[ctx.task_index] = self.alpha
         ctx.record("ensemble_alpha", self.alpha)
 
     def _partial_fit(self, x: torch.Tensor, y: torch.Tensor, ctx: Context) -> None:
@@ -179,9 +185,24 @@ class TrainingFreeStrategy(Strategy):
         if model is None or torch.isinf(model).all():
             return self._zero_shot(x, label_space, ctx) if ensemble else torch.zeros(
                 x.shape[0], len(label_space))
-        if not ensemble or self.alpha is None:
+        alpha = self._alpha_for(label_space, ctx)
+        if not ensemble or alpha is None:
             return model
-        return self._combine(self._zero_shot(x, label_space, ctx), model, self.alpha)
+        return self._combine(self._zero_shot(x, label_space, ctx), model, alpha)
+
+    def _alpha_for(self, label_space: LabelSpace, ctx: Context) -> float | None:
+        """The ensemble weight for ``label_space``.
+
+        Task-incremental streams score each task on its own classes, so the task
+        is known: its α is the one chosen when it was trained, and later tasks
+        never change it (a frozen-feature method then shows no forgetting from
+        re-choosing α). Class-incremental and task-agnostic label spaces mix
+        tasks: one α, re-chosen on each new task's held-out slice.
+        """
+        if ctx.stream.scenario == "task-incremental" and label_space.class_ids:
+            task = bisect.bisect_right(ctx.stream.class_offsets, label_space.class_ids[0]) - 1
+            return self.task_alpha.get(task, self.alpha)
+        return self.alpha
 
     def memory_bytes(self) -> int:
         if not self.fitted:
@@ -190,7 +211,8 @@ class TrainingFreeStrategy(Strategy):
                    if isinstance(v, np.ndarray))
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"alpha": self.alpha}
+        state: dict[str, Any] = {"alpha": self.alpha,
+                                 "task_alpha": {str(k): v for k, v in self.task_alpha.items()}}
         if self.fitted:
             state["stats"] = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
                               for k, v in self.model.get_statistics().items()}
@@ -198,6 +220,7 @@ class TrainingFreeStrategy(Strategy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.alpha = None if state.get("alpha") is None else float(state["alpha"])
+        self.task_alpha = {int(k): float(v) for k, v in state.get("task_alpha", {}).items()}
         self._heads.clear()
         if "stats" in state:
             self.model.set_statistics({k: v.numpy() if isinstance(v, torch.Tensor) else v

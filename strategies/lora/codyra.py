@@ -21,6 +21,14 @@ Deviations from the reference code, on purpose and documented
   trains with (0.9, 0.9999) (``--set strategy.betas=[0.9, 0.9999]``).
 * Runs shorter than ``kappa_steps / (1 − dense_fraction)`` iterations still
   threshold (one κ step per iteration); the reference never prunes there.
+* The text→image term is off unless ``text_to_image=True``; the reference adds it
+  whenever the vision tower is adapted. Its mean runs over the label space's rows,
+  so on a task-incremental label space (current task only) a later task's term is the
+  reference's times (S + C)/C, the reference also averaging over the S earlier
+  classes' all-zero rows.
+
+Fidelity against the public code (threshold, κ schedule, learning rate, loss, gated
+forward, merge): ``docs/fidelity.md``.
 """
 
 from __future__ import annotations

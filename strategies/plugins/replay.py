@@ -52,6 +52,14 @@ class ReplayPlugin(Plugin):
         Index of the task each example came from.
     seen_ : dict of int to int
         Distinct examples seen per class so far (CBRS's ``n_c``).
+
+    Notes
+    -----
+    A class is *full* once it is, or has been at an earlier step, the largest class of the
+    filled buffer (Algorithm 1 decides between its two replacement rules only after the
+    memory is filled). A class that led while the buffer was still filling is not full:
+    it keeps evicting the largest class until it ties with it, so a minority class that
+    happened to arrive first is balanced like any other.
     """
 
     name = "replay"
@@ -142,8 +150,9 @@ class ReplayPlugin(Plugin):
         self.x_[slot] = x
         self.y_[slot] = y
         self.task_[slot] = self._task_index
-        classes, counts = torch.unique(self.y_, return_counts=True)
-        self._full.update(int(c) for c in classes[counts == counts.max()])
+        if self.y_.numel() == self.memory_size:  # "largest" and "full" count once it is filled
+            classes, counts = torch.unique(self.y_, return_counts=True)
+            self._full.update(int(c) for c in classes[counts == counts.max()])
 
     # -- state -----------------------------------------------------------------
     def __len__(self) -> int:

@@ -119,13 +119,23 @@ def split_cifar100(
 
 
 def _folder_split_stream(name: str, root: Path, n_tasks: int, class_order_seed: int | None,
-                         test_size: float, seed: int) -> Stream:
-    if not root.is_dir():
+                         test_size: float, seed: int, known_classes: int | None = None) -> Stream:
+    """Class-incremental tasks of an image folder.
+
+    With ``known_classes`` (a dataset whose class count is fixed, as ImageNet-R's
+    200) a missing folder still defines the stream, with placeholder class names,
+    so plans and ``--dry-run`` work and ``cl streams check`` reports it missing;
+    any folder of user data must exist.
+    """
+    if not root.is_dir() and known_classes is None:
         raise FileNotFoundError(
             f"image folder {str(root)!r} does not exist; expected {root}/<class>/<images> "
             f"or {root}/train/<class>/... and {root}/test/<class>/...")
     has_splits = (root / "train").is_dir() and (root / "test").is_dir()
-    names = list_classes(root / "train" if has_splits else root)
+    if root.is_dir():
+        names = list_classes(root / "train" if has_splits else root)
+    else:
+        names = tuple(f"class-{i}" for i in range(known_classes or 0))
     order = class_order(len(names), class_order_seed)
     groups = task_classes(order, n_tasks)
 
@@ -178,6 +188,10 @@ def split_folder(
                                 test_size, seed)
 
 
+IMAGENET_R_CLASSES = 200
+"""ImageNet-R's class count (Hendrycks et al. 2021): 200 ImageNet classes in renditions."""
+
+
 def split_imagenet_r(
     *,
     n_tasks: int = 10,
@@ -190,8 +204,9 @@ def split_imagenet_r(
 
     ImageNet-R has no official train/test split: each class is split with
     ``test_size`` and ``seed`` (80/20 by default). Class names are the folder
-    names (rename the folders to readable names for zero-shot prompts).
+    names (rename the folders to readable names for zero-shot prompts). Without
+    the folder the stream is still defined (placeholder names, reported missing).
     """
     root = resolve_root(data_root) / "imagenet-r"
     return _folder_split_stream("split-imagenet-r", root, n_tasks, class_order_seed,
-                                test_size, seed)
+                                test_size, seed, known_classes=IMAGENET_R_CLASSES)

@@ -31,6 +31,14 @@ def test_forgetting_uses_the_best_earlier_accuracy_not_the_first():
     assert metrics.forgetting(A) == pytest.approx(expected)
 
 
+def test_forgetting_ignores_accuracies_before_the_task_was_trained():
+    # a VLM can score task 1 higher zero-shot (row 0) than after learning it; the drop is
+    # measured from the best accuracy once learned (continuum's definition), not from
+    # every earlier row as A-GEM's compute_fgt does (that would give (0.95-0.6 + 0.85-0.5)/2)
+    B = np.array([[0.90, 0.85, 0.10], [0.95, 0.80, 0.50], [0.60, 0.50, 0.95]])
+    assert metrics.forgetting(B) == pytest.approx(((0.95 - 0.60) + (0.80 - 0.50)) / 2)
+
+
 def test_forgetting_after_training_uses_the_diagonal():
     expected = ((0.90 - 0.60) + (0.80 - 0.50)) / 2
     assert metrics.forgetting_after_training(A) == pytest.approx(expected)
@@ -103,3 +111,12 @@ def test_bad_matrices_are_rejected_with_a_clear_error(bad):
 def test_forward_transfer_checks_zero_shot_shape():
     with pytest.raises(ValueError, match="zero-shot vector"):
         metrics.forward_transfer(A, [0.1, 0.2])
+
+
+def test_forgetting_rows_option_gives_agem_reading():
+    # task 1 scored 0.9 before it was learned (row 0), 0.6 right after, 0.5 at the end
+    A = np.array([[0.8, 0.9, 0.1], [0.7, 0.6, 0.1], [0.6, 0.5, 0.7]])
+    assert metrics.forgetting(A) == pytest.approx(((0.8 - 0.6) + (0.6 - 0.5)) / 2)
+    assert metrics.forgetting(A, rows="all") == pytest.approx(((0.8 - 0.6) + (0.9 - 0.5)) / 2)
+    with pytest.raises(ValueError, match="'learned' or 'all'"):
+        metrics.forgetting(A, rows="max")

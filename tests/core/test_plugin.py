@@ -60,6 +60,45 @@ def test_cbrs_hand_computed_case():
     assert plugin.seen_ == {0: 4, 1: 7, 2: 2}
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_cbrs_class_leading_while_filling_is_not_full(seed):
+    """M = 4, stream 1, 0, 0, 0, then 1s. Class 1 led after the first example, but "full"
+    counts only once the buffer is filled (then 0 is the largest): the 1s evict 0s until
+    the classes tie, whatever the random draws."""
+    plugin, ctx = ReplayPlugin(memory_size=4, seed=seed), make_ctx()
+    plugin.before_task(ctx)
+    labels = [1, 0, 0, 0] + [1] * 20
+    for i, label in enumerate(labels):
+        offer(plugin, ctx, torch.tensor([[float(i)]]), torch.tensor([label]))
+    assert sorted(plugin.y_.tolist()) == [0, 0, 1, 1]
+
+
+def test_cbrs_allocation_invariant_on_imbalanced_streams():
+    """Algorithm 1 implies, at every step after the buffer is filled: a class that is not
+    full was never evicted, so it holds all n_c of its examples; full classes hold L or
+    L − 1 examples, L the largest count (only a largest class loses an example, and a class
+    becomes full when it reaches L). Checked after every example of 8 random streams."""
+    rng = np.random.default_rng(0)
+    ctx = make_ctx()
+    for trial in range(8):
+        n_classes, memory = int(rng.integers(3, 9)), int(rng.integers(6, 30))
+        freq = 1.0 / np.arange(1, n_classes + 1) ** 1.5
+        labels = rng.choice(n_classes, size=150, p=rng.permutation(freq / freq.sum()))
+        plugin = ReplayPlugin(memory_size=memory, seed=trial)
+        plugin.before_task(ctx)
+        for i, label in enumerate(labels.tolist()):
+            offer(plugin, ctx, torch.tensor([[float(i)]]), torch.tensor([label]))
+            if len(plugin) < memory:
+                continue
+            stored = np.bincount(plugin.y_.numpy(), minlength=n_classes)
+            largest = stored.max()
+            for c, n_c in plugin.seen_.items():
+                if c in plugin._full:
+                    assert stored[c] in (largest - 1, largest), (trial, i, c, stored.tolist())
+                else:
+                    assert stored[c] == n_c, (trial, i, c, stored.tolist())
+
+
 def test_budget_is_exact_and_classes_balanced():
     plugin = ReplayPlugin(memory_size=50)
     for t in range(5):  # 5 tasks of 2 classes, 120 distinct examples per class
@@ -279,3 +318,29 @@ def test_replay_with_finetune_on_a_task_incremental_stream(tmp_path):
                      "--plugin", "replay", "--set", "plugins.replay.memory_size=20"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["scenario"] == "task-incremental" and results["status"] == "completed"
+
+
+def test_after_train_gives_plugins_the_task_data_the_strategy_got(tmp_path):
+    """A plugin computing class means from ``after_train`` sees exactly the training features
+    (the NMC strategy's own statistics are the independent check)."""
+    import numpy as np
+
+    from cl.core.strategy import TaskData
+    from strategies.heads.nmc import NMCStrategy
+
+    class ClassMeans(Plugin):
+        def __init__(self):
+            self.means, self.calls = {}, []
+
+        def after_train(self, data: TaskData, ctx) -> None:
+            self.calls.append((ctx.task_index, data.features.shape, data.dataset is None))
+            for c in data.targets.unique().tolist():
+                self.means[c] = data.features[data.targets == c].double().mean(0).numpy()
+
+    plugin = ClassMeans()
+    strategy = NMCStrategy(normalize=False, metric="euclidean")
+    Runner(streams.get("split-digits", n_tasks=2), strategy, create_backbone("pixels"),
+           out_dir=tmp_path / "r", plugins=[plugin], progress=False).run()
+    assert [c[0] for c in plugin.calls] == [0, 1] and all(c[1][1] == 64 and c[2] for c in plugin.calls)
+    np.testing.assert_allclose(np.stack([plugin.means[c] for c in range(10)]),
+                               strategy.model.means_, rtol=1e-12)

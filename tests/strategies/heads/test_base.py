@@ -225,3 +225,52 @@ def test_ensemble_off_gives_pure_model_logits_on_a_vlm(clip_features) -> None:
         torch.testing.assert_close(
             strategy.predict(x, stream.eval_label_space(0, 0), _clip_ctx(stream, backbone, 0, {})),
             expected)
+
+
+def _three_task_digits(scenario):
+    from sklearn.datasets import load_digits
+
+    from streams import from_datasets
+    from streams.arrays import ArrayImageDataset
+
+    X, y = load_digits(return_X_y=True)
+    images = (X.reshape(-1, 8, 8) * 16).clip(0, 255).astype("uint8")
+    pairs, names = [], []
+    for t in range(3):
+        keep = (y // 3) == t
+        labels = y[keep] - 3 * t
+        half = keep.sum() // 2
+        pairs.append((ArrayImageDataset(images[keep][:half], labels[:half]),
+                      ArrayImageDataset(images[keep][half:], labels[half:])))
+        names.append([str(3 * t + c) for c in range(3)])
+    return from_datasets(pairs, class_names=names, scenario=scenario, name=f"{scenario}-digits")
+
+
+@pytest.mark.parametrize("scenario", ["task-incremental", "class-incremental"])
+def test_ensemble_alpha_is_per_task_on_task_incremental_streams_only(tmp_path, scenario):
+    """Task-incremental: each task keeps the α chosen when it was trained, so a later task
+    choosing another α cannot change an old task's predictions (frozen NMC then never
+    forgets). Class-incremental: one α for the mixed label space, re-chosen each task."""
+    stream = _three_task_digits(scenario)
+    strategy = strategies.get("nmc", ensemble=True, alpha_grid=[1e-4, 1.0, 100.0, 1e4])
+    runner = Runner(stream, strategy, create_backbone("cl-tiny-vit"), out_dir=tmp_path / "r",
+                    progress=False)
+    result = runner.run()
+    A = result.tracker.matrix
+    chosen = [r["ensemble_alpha"] for r in result.results["records"]]
+    ctx = runner.context(2)
+    space = stream.eval_label_space(0, 2)
+    x = runner.inputs.features(0, "test").X
+    before = strategy.predict(x, space, ctx)
+    strategy.alpha = 1e-4  # as if the newest task had chosen another weight
+    after = strategy.predict(x, space, ctx)
+    if scenario == "task-incremental":
+        assert [strategy.task_alpha[t] for t in range(3)] == chosen
+        assert torch.equal(before, after)
+        for j in range(3):
+            np.testing.assert_array_equal(A[j:, j], A[j, j])   # no forgetting at all
+        restored = strategies.get("nmc", ensemble=True)
+        restored.load_state_dict(strategy.state_dict())
+        assert restored.task_alpha == strategy.task_alpha
+    else:
+        assert strategy.task_alpha == {} and not torch.equal(before, after)

@@ -68,8 +68,13 @@ def test_split_imagenet_r_reads_its_folder(tmp_path):
     s = streams.get("split-imagenet-r", n_tasks=2, class_order_seed=None, data_root=str(tmp_path))
     assert [t.n_classes for t in s] == [3, 3]
     assert len(s[1].load_test()) == 3
+    # without the folder: defined (200 placeholder classes, 10 tasks), reported missing, not run
+    (tmp_path / "empty").mkdir()
+    missing = streams.get("split-imagenet-r", data_root=str(tmp_path / "empty"))
+    assert missing.n_classes == 200 and len(missing) == 10
+    assert not any(a.available for a in streams.check_data(missing))
     with pytest.raises(FileNotFoundError, match="imagenet-r"):
-        streams.get("split-imagenet-r", data_root=str(tmp_path / "imagenet-r"))
+        streams.require_data(missing)
 
 
 def test_uneven_and_invalid_task_counts():
