@@ -24,9 +24,10 @@ rebuild the backbone from the run config, ``load_state_dict``, ``attach``, save.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
-from typing import Any
+from dataclasses import replace
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,7 @@ from streams.core import LabelSpace
 
 def clip_loss(
     image: torch.Tensor, text: torch.Tensor, target: torch.Tensor, scale: torch.Tensor,
-    *, text_to_image: bool = False,
+    *, text_to_image: bool = False, label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """CLIP classification loss of one batch.
 
@@ -59,6 +60,7 @@ def clip_loss(
     code's second term is added: ``CE(s · t̂·îᵀ, M)`` with soft targets
     ``M[c, b] = [y_b = c]`` (C×B), i.e. ``(1/C) Σ_c Σ_b M[c,b] · −log softmax_b``;
     classes absent from the batch contribute 0 but count in the mean.
+    ``label_smoothing`` smooths the image→text targets (``F.cross_entropy``'s).
 
     Parameters
     ----------
@@ -68,7 +70,7 @@ def clip_loss(
     scale : scalar tensor, CLIP's ``logit_scale.exp()``
     """
     logits = scale * image.float() @ text.float().T
-    loss = F.cross_entropy(logits, target)
+    loss = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
     if text_to_image:
         mask = (target[None, :] == torch.arange(len(text), device=target.device)[:, None]).float()
         loss = loss + F.cross_entropy(logits.T, mask)
@@ -93,6 +95,8 @@ class MergedAdapterStrategy(Strategy):
     inputs = "images"
     needs_text = True
     label: str = "adapter"
+    searchable: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "lr": ("log-uniform", 1e-4, 1e-1), "label_smoothing": ("uniform", 0.0, 0.3)}
 
     def __init__(self, options: LoraOptions) -> None:
         self.options = options
@@ -124,6 +128,14 @@ class MergedAdapterStrategy(Strategy):
     def _unload(self, model: nn.Module, merge: bool) -> None:
         """Replace adapted modules by their base linears, merging ΔW first when ``merge``."""
         raise NotImplementedError
+
+    def set_hyperparameters(self, values: Mapping[str, Any]) -> None:
+        """Set searchable options (``lr``, ``label_smoothing``) in :attr:`options` (validated)."""
+        unknown = [k for k in values if k not in self.searchable]
+        if unknown:
+            raise ValueError(f"{self.label} has no searchable hyper-parameter {unknown[0]!r}; "
+                             f"searchable: {', '.join(self.searchable)}.")
+        self.options = replace(self.options, **values)
 
     # -- backbone binding ------------------------------------------------------------------
     def attach(self, backbone: Any) -> Any:
@@ -230,7 +242,8 @@ class MergedAdapterStrategy(Strategy):
                         image, text_out = ddp(image=x.to(device), text=tokens if text_trains else None)[:2]
                         text = text_out if text_trains else text
                 loss = clip_loss(image, text, target, model.logit_scale.exp(),  # fp32, outside autocast
-                                 text_to_image=self.options.text_to_image)
+                                 text_to_image=self.options.text_to_image,
+                                 label_smoothing=self.options.label_smoothing)
                 seen = len(x)
                 if ddp is not None:
                     seen = distributed.sum_counts(len(x))[0]
@@ -319,7 +332,9 @@ class MergedAdapterStrategy(Strategy):
                 "trainable_parameters": self._trainable, "tasks_trained": self._tasks_trained}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not state:
+        if not state:  # the state before any task (the caller restores the backbone's weights)
+            self._pending, self._ranks, self._trainable, self._tasks_trained = None, {}, 0, 0
+            self._text_cache.clear()
             return
         self._pending = {k: torch.as_tensor(v) for k, v in state["weights"].items()}
         self._ranks = {k: int(v) for k, v in state["effective_ranks"].items()}

@@ -71,6 +71,9 @@ class LoraOptions:
         AdamW (β₁, β₂), each in [0, 1).
     text_to_image : bool
         Add the reference code's text→image term to the loss.
+    label_smoothing : float
+        Label smoothing of the image→text cross-entropy, in [0, 1) (0: none, as the
+        reference; searched by the NEVIS'22 protocol).
     amp : bool
         bf16 autocast on CUDA (ignored on CPU, which runs fp32).
     """
@@ -84,6 +87,7 @@ class LoraOptions:
     weight_decay: float = 0.0
     betas: tuple[float, ...] = (0.9, 0.999)
     text_to_image: bool = False
+    label_smoothing: float = 0.0
     amp: bool = True
 
     def __post_init__(self) -> None:
@@ -97,6 +101,8 @@ class LoraOptions:
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}.")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
+        if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}.")
         object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
