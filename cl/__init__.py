@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "Tracker": "cl.core.tracker",
     "create_backbone": "cl.models.backbones",
     "RunConfig": "cl.config.run_config",
+    "Protocol": "cl.core.selection",
 }
 _MODULES: dict[str, str] = {"metrics": "cl.core.metrics"}
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from cl.core import metrics
     from cl.core.plugin import Plugin
     from cl.core.runner import Runner, RunResult
+    from cl.core.selection import Protocol
     from cl.core.strategy import Context, Strategy, TaskData
     from cl.core.tracker import Tracker
     from cl.models.backbones import create_backbone
@@ -51,5 +53,5 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS, *_MODULES])
 
 
-__all__ = ["Context", "Plugin", "RunConfig", "RunResult", "Runner", "Strategy", "TaskData",
-           "Tracker", "create_backbone", "metrics"]
+__all__ = ["Context", "Plugin", "Protocol", "RunConfig", "RunResult", "Runner", "Strategy",
+           "TaskData", "Tracker", "create_backbone", "metrics"]

@@ -5,14 +5,23 @@ The lower bound of continual learning: it shows catastrophic forgetting
 It trains on cached features, with one output per global class of the stream;
 each task's loss covers the classes of the training label space (plus the
 classes of replayed examples, when a replay plugin is attached).
+
+Compute: ``train_flops`` counts the MLP's forward and backward passes with
+``torch.utils.flop_counter.FlopCounterMode`` on the task's first minibatch,
+scaled by the examples seen (the MLP's FLOPs are linear in the batch size).
+For the NEVIS'22 protocol (:mod:`cl.core.selection`) the learning rate and the
+label smoothing are searchable, over the reference's ranges.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from contextlib import nullcontext
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from cl.core.strategy import Context, Strategy, TaskData
 from streams.core import LabelSpace
@@ -40,9 +49,13 @@ class Finetune(Strategy):
         SGD momentum.
     batch_size : int
         Minibatch size.
+    label_smoothing : float
+        Label smoothing of the cross-entropy, in [0, 1) (Szegedy et al. 2016, §7).
     """
 
     inputs = "features"
+    searchable: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "lr": ("log-uniform", 1e-4, 1e-1), "label_smoothing": ("uniform", 0.0, 0.3)}
 
     def __init__(
         self,
@@ -52,6 +65,7 @@ class Finetune(Strategy):
         lr: float = 0.05,
         momentum: float = 0.9,
         batch_size: int = 32,
+        label_smoothing: float = 0.0,
     ) -> None:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if value <= 0:
@@ -60,8 +74,11 @@ class Finetune(Strategy):
             raise ValueError(f"finetune hidden must be >= 0, got {hidden}.")
         if lr <= 0:
             raise ValueError(f"finetune lr must be positive, got {lr}.")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"finetune label_smoothing must be in [0, 1), got {label_smoothing}.")
         self.hidden, self.epochs, self.lr = hidden, epochs, lr
         self.momentum, self.batch_size = momentum, batch_size
+        self.label_smoothing = label_smoothing
         self.model: nn.Module | None = None
         self._dims: tuple[int, int] | None = None
 
@@ -82,24 +99,32 @@ class Finetune(Strategy):
         self.model.to(ctx.device).train()
         space = list(ctx.label_space.class_ids)
         opt = torch.optim.SGD(self.model.parameters(), lr=self.lr, momentum=self.momentum)
+        flops_per_example, seen = None, 0
         for _ in range(self.epochs):
             order = torch.randperm(len(x), generator=ctx.generator)
             for start in range(0, len(x), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 xb, yb = ctx.before_batch(x[idx], y[idx])
-                cols = _columns(space, yb)
-                tb = torch.searchsorted(cols, yb).to(ctx.device)
-                loss = nn.functional.cross_entropy(self.model(xb.to(ctx.device))[:, cols], tb)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"finetune loss became {loss.item()} on task {ctx.task.name!r}; lower lr "
-                        f"(now {self.lr})."
-                    )
-                opt.zero_grad()
-                loss.backward()
+                counter = FlopCounterMode(display=False) if flops_per_example is None else None
+                with counter if counter is not None else nullcontext():
+                    cols = _columns(space, yb)
+                    tb = torch.searchsorted(cols, yb).to(ctx.device)
+                    loss = nn.functional.cross_entropy(self.model(xb.to(ctx.device))[:, cols], tb,
+                                                       label_smoothing=self.label_smoothing)
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(
+                            f"finetune loss became {loss.item()} on task {ctx.task.name!r}; lower "
+                            f"lr (now {self.lr})."
+                        )
+                    opt.zero_grad()
+                    loss.backward()
+                if counter is not None:
+                    flops_per_example = counter.get_total_flops() / len(xb)
                 opt.step()
                 ctx.after_batch(loss.detach())
                 ctx.count("examples_seen", len(xb))
+                seen += len(xb)
+        ctx.count("train_flops", (flops_per_example or 0.0) * seen)
         self.model.eval()
 
     def predict(self, inputs: torch.Tensor, label_space: LabelSpace, ctx: Context) -> torch.Tensor:

@@ -193,6 +193,19 @@ def build_strategy(spec: str, /, **options: Any) -> Strategy:
     return strategy
 
 
+def strategy_label(strategy: Any) -> str:
+    """The one label a run of ``strategy`` carries in its results, whether built from the
+    command line or from Python: the registered name (``nmc``) or entry-point name when its
+    class is registered, ``avalanche:NAME`` for a wrapped avalanche strategy, else the class
+    name."""
+    cls = type(strategy)
+    if cls.__name__ == "AvalancheStrategy" and cls.__module__ == "strategies.avalanche.strategy":
+        return f"{AVALANCHE_PREFIX}{strategy.name}"
+    target = f"{cls.__module__}:{cls.__qualname__}"
+    installed = (name for name, ep in entry_points(STRATEGY_GROUP).items() if ep.value == target)
+    return STRATEGIES.name_of(cls) or next(installed, None) or cls.__name__
+
+
 def build_plugin(spec: str, /, **options: Any) -> Plugin:
     """Build the plugin ``spec`` (registered name, entry point in ``cl.plugins``, or code)."""
     from cl.core.plugin import check_plugin

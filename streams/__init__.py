@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from streams.benchmarks.synthetic import synthetic_nevis_like
     from streams.core import DEFAULT_TEMPLATES, SCENARIOS, LabelSpace, Scenario, Stream, Task
     from streams.datasets import from_datasets
+    from streams.dev import with_dev_splits
     from streams.folders import from_folders
 
 _DATA = ("data_root",)
@@ -44,6 +45,10 @@ for _name, _target, _reserved, _text in (
      "ImageNet-R (DATA_ROOT/imagenet-r): 10 tasks, class-incremental"),
     ("split-folder", "splits:split_folder", _DATA,
      "image folder stream.root=DIR: 5 tasks (n_tasks), class-incremental"),
+    ("core50", "core50:core50", _DATA,
+     "CORe50 NI (DATA_ROOT/core50): 8 sessions of 50 objects, domain-incremental"),
+    ("domain-digits", "domains:domain_digits", (),
+     "scikit-learn digits under 5 image domains, one session each, domain-incremental (offline)"),
 ):
     STREAMS.register(_name, f"streams.benchmarks.{_target}", reserved=_reserved,
                      description=_text)
@@ -55,6 +60,7 @@ _EXPORTS: dict[str, str] = {
                     "streams.availability"),
     "from_datasets": "streams.datasets",
     "from_folders": "streams.folders",
+    "with_dev_splits": "streams.dev",
     "synthetic_nevis_like": "streams.benchmarks.synthetic",
 }
 
@@ -77,4 +83,5 @@ def available() -> list[str]:
 
 __all__ = ["DEFAULT_TEMPLATES", "SCENARIOS", "STREAMS", "LabelSpace", "Scenario", "Stream", "Task",
            "TaskAvailability", "available", "check_data", "drop_missing", "from_datasets",
-           "from_folders", "get", "require_data", "synthetic_nevis_like"]
+           "from_folders", "get", "require_data", "synthetic_nevis_like",
+           "with_dev_splits"]

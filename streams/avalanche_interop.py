@@ -2,9 +2,10 @@
 
 :func:`to_avalanche` turns a :class:`~streams.core.Stream` into an avalanche
 ``CLScenario`` with a ``train_stream`` and a ``test_stream`` of one experience
-per task; targets are our *global* class ids (``class_offsets[t] + local``), task
-labels are the task index for task-incremental streams and 0 otherwise, and the
-scenario carries ``class_names`` (indexed by global id), ``task_names``,
+per task; targets are our *global* class ids (``class_offsets[t] + local``; one
+shared space in a domain-incremental stream), task labels are the task index for
+task-incremental streams and 0 otherwise, and the scenario carries
+``class_names`` (indexed by global id), ``task_names``,
 ``task_classes``, ``task_templates``, ``task_years`` and ``cl_scenario``.
 Experiences also get avalanche's ``classes_in_this_experience`` timeline.
 
@@ -98,7 +99,7 @@ def to_avalanche(stream: Stream, *, transform: Callable[[Any], Any] | None = Non
     bench = with_classes_timeline(benchmark_from_datasets(train=train, test=test))
     bench.stream_name = stream.name
     bench.cl_scenario = stream.scenario
-    bench.class_names = [c for task in stream for c in task.class_names]
+    bench.class_names = list(stream.task_label_space(range(len(stream))).class_names)
     bench.task_names = list(stream.task_names)
     bench.task_classes = [list(range(offsets[t], offsets[t] + task.n_classes))
                           for t, task in enumerate(stream)]
@@ -133,7 +134,9 @@ def from_avalanche(
     name : str, optional
         Default: the benchmark's ``stream_name`` or ``"avalanche"``.
     scenario : str, optional
-        Default: the benchmark's ``cl_scenario`` or ``"class-incremental"``.
+        Default: the benchmark's ``cl_scenario``; without one, ``"domain-incremental"``
+        when every experience holds the same classes (avalanche's NI benchmarks), else
+        ``"class-incremental"``.
     class_names : sequence or mapping, optional
         Name of each avalanche class id (default: the benchmark's ``class_names``,
         else the ids as strings). A class id without a name raises ``ValueError``.
@@ -175,5 +178,8 @@ def from_avalanche(
             templates=tuple(task_templates[t]) if task_templates is not None else tuple(templates),
             metadata={"source": "avalanche", "avalanche_classes": classes},
         ))
-    kind = scenario or getattr(benchmark, "cl_scenario", "class-incremental")
+    kind = scenario or getattr(benchmark, "cl_scenario", None)
+    if kind is None:  # avalanche NI benchmarks (CORe50 NI...): every experience has every class
+        same = len(tasks) > 1 and all(t.class_names == tasks[0].class_names for t in tasks)
+        kind = "domain-incremental" if same else "class-incremental"
     return Stream(stream_name, tuple(tasks), kind)

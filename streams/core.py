@@ -10,8 +10,9 @@ Every dataset a task loads yields ``(image, local_label)`` pairs, with
 classes globally by concatenating the tasks' class lists in stream order, so
 class ``c`` of task ``t`` has global id ``stream.class_offsets[t] + c``. Two
 tasks that share a class *name* still get distinct global ids: they are
-scored separately (this is how MTIL/X-TAIL and NEVIS treat repeated names);
-a class-incremental stream, whose tasks share one growing label space, must
+scored separately (this is how MTIL/X-TAIL and NEVIS treat repeated names),
+except in a domain-incremental stream, whose tasks share one label space; a
+class-incremental stream, whose tasks share one growing label space, must
 not repeat a name. Labels are integers: :func:`integer_label` refuses a
 non-integral float (0.5 would otherwise be truncated to class 0).
 
@@ -25,6 +26,18 @@ Scenarios (see ``design.md``)
     (the zero-shot row) task ``j`` is scored on the classes of tasks ``0..j``.
 ``"task-agnostic"``
     every task is scored on the union of all classes of the stream (X-TAIL).
+``"domain-incremental"``
+    every task has the same class names, in the same order: new domains or
+    sessions of the same classes (CORe50 NI, Lomonaco & Maltoni 2017). The
+    tasks share one label space (``class_offsets`` are all 0, a class has one
+    global id across tasks) and every task is scored on it.
+
+Splits
+------
+A task has ``train`` and ``test`` splits and, where its protocol defines one,
+a ``dev`` split (``load_dev``) for hyper-parameter selection (NEVIS'22);
+:func:`streams.dev.with_dev_splits` carves one from the train split of tasks
+that have none.
 """
 
 from __future__ import annotations
@@ -40,8 +53,9 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
 
-Scenario = Literal["task-incremental", "class-incremental", "task-agnostic"]
-SCENARIOS: tuple[str, ...] = ("task-incremental", "class-incremental", "task-agnostic")
+Scenario = Literal["task-incremental", "class-incremental", "task-agnostic", "domain-incremental"]
+SCENARIOS: tuple[str, ...] = ("task-incremental", "class-incremental", "task-agnostic",
+                              "domain-incremental")
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
 
 DatasetLoader = Callable[[], "Dataset"]
@@ -113,6 +127,9 @@ class Task:
         Prompt templates as ``str.format`` strings with one ``{}`` slot.
     metadata : mapping
         Free-form, read-only facts (source, task kind, expected data path...).
+    load_dev : callable returning a torch ``Dataset``, or None
+        Lazy loader of the dev split (hyper-parameter selection), where the
+        task's protocol defines one.
     """
 
     name: str
@@ -123,6 +140,7 @@ class Task:
     year: int | None = None
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
+    load_dev: DatasetLoader | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -146,23 +164,43 @@ class Task:
                 )
         if not callable(self.load_train) or not callable(self.load_test):
             raise TypeError(f"Task {self.name!r}: load_train/load_test must be callables.")
+        if self.load_dev is not None and not callable(self.load_dev):
+            raise TypeError(f"Task {self.name!r}: load_dev must be a callable or None.")
 
     @property
     def n_classes(self) -> int:
         """Number of classes C."""
         return len(self.class_names)
 
+    @property
+    def n_classes_known(self) -> bool:
+        """False when the class count is known only from the data and the data is missing
+        (``metadata["n_classes_known"]``; the class names are then placeholders)."""
+        return bool(self.metadata.get("n_classes_known", True))
+
     def prompts(self, class_name: str) -> list[str]:
         """All prompts of one class name, one per template."""
         return [t.format(class_name) for t in self.templates]
 
-    def load(self, split: Literal["train", "test"]) -> Dataset:
-        """Build the dataset of ``split``; raises ``ValueError`` for another split name."""
+    @property
+    def has_dev(self) -> bool:
+        """Whether the task defines a dev split."""
+        return self.load_dev is not None
+
+    def load(self, split: Literal["train", "dev", "test"]) -> Dataset:
+        """Build the dataset of ``split``; raises ``ValueError`` for another split name or a
+        ``dev`` split the task does not define."""
         if split == "train":
             return self.load_train()
         if split == "test":
             return self.load_test()
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+        if split == "dev":
+            if self.load_dev is None:
+                raise ValueError(
+                    f"task {self.name!r} has no dev split; carve one from its train split with "
+                    "streams.dev.with_dev_splits(stream).")
+            return self.load_dev()
+        raise ValueError(f"split must be 'train', 'dev' or 'test', got {split!r}.")
 
 
 @dataclass(frozen=True)
@@ -223,6 +261,15 @@ class Stream(Sequence[Task]):
         if len(set(names)) != len(names):
             dupes = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"Stream {self.name!r} has duplicate task names: {dupes}.")
+        if self.scenario == "domain-incremental":
+            first = self.tasks[0]
+            for t in self.tasks[1:]:
+                if t.class_names != first.class_names:
+                    raise ValueError(
+                        f"domain-incremental stream {self.name!r}: task {t.name!r} has classes "
+                        f"{list(t.class_names)[:5]}..., task {first.name!r} has "
+                        f"{list(first.class_names)[:5]}...; every task must have the same class "
+                        "names in the same order (or use another scenario).")
         if self.scenario == "class-incremental":
             self._check_unique_class_names()
 
@@ -265,7 +312,9 @@ class Stream(Sequence[Task]):
 
     @cached_property
     def class_offsets(self) -> tuple[int, ...]:
-        """Global id of each task's first class, shape (T,)."""
+        """Global id of each task's first class, shape (T,) (all 0 when domain-incremental)."""
+        if self.scenario == "domain-incremental":
+            return (0,) * len(self.tasks)
         offsets, total = [], 0
         for t in self.tasks:
             offsets.append(total)
@@ -274,20 +323,27 @@ class Stream(Sequence[Task]):
 
     @cached_property
     def n_classes(self) -> int:
-        """Total number of global classes."""
+        """Total number of global classes (a domain-incremental stream's shared classes)."""
+        if self.scenario == "domain-incremental":
+            return self.tasks[0].n_classes
         return sum(t.n_classes for t in self.tasks)
 
     def task_label_space(self, tasks: Sequence[int]) -> LabelSpace:
-        """Label space made of the classes of the given task indices, in that order."""
+        """Label space made of the classes of the given task indices, in that order (a class
+        shared by several of them, as in a domain-incremental stream, appears once)."""
         ids: list[int] = []
         names: list[str] = []
         templates: list[tuple[str, ...]] = []
         offsets = self.class_offsets
+        seen: set[int] = set()
         for j in tasks:
             task = self.tasks[j]
-            ids.extend(range(offsets[j], offsets[j] + task.n_classes))
-            names.extend(task.class_names)
-            templates.extend([task.templates] * task.n_classes)
+            for c in range(task.n_classes):
+                if offsets[j] + c not in seen:
+                    seen.add(offsets[j] + c)
+                    ids.append(offsets[j] + c)
+                    names.append(task.class_names[c])
+                    templates.append(task.templates)
         return LabelSpace(tuple(ids), tuple(names), tuple(templates))
 
     def eval_tasks(self, task_index: int, trained_through: int | None) -> tuple[int, ...]:
@@ -300,7 +356,7 @@ class Stream(Sequence[Task]):
         trained_through : int or None
             Index ``t`` of the last task trained, ``None`` before any training.
         """
-        if self.scenario == "task-incremental":
+        if self.scenario in ("task-incremental", "domain-incremental"):
             return (task_index,)
         if self.scenario == "task-agnostic":
             return tuple(range(len(self)))
@@ -313,7 +369,7 @@ class Stream(Sequence[Task]):
 
     def train_label_space(self, task_index: int) -> LabelSpace:
         """Label space a strategy predicts over while learning task ``task_index``."""
-        if self.scenario == "task-incremental":
+        if self.scenario in ("task-incremental", "domain-incremental"):
             return self.task_label_space([task_index])
         if self.scenario == "task-agnostic":
             return self.task_label_space(range(len(self)))

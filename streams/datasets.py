@@ -145,7 +145,7 @@ def from_datasets(
         ``class_names[t][c]`` names label ``c`` of task ``t``.
     name : str
         Stream name; task ``t`` is named ``task_names[t]`` or ``f"{name}-{t}"``.
-    scenario : {"task-incremental", "class-incremental", "task-agnostic"}
+    scenario : {"task-incremental", "class-incremental", "task-agnostic", "domain-incremental"}
     templates : sequence of str
     years : sequence of int, optional
         With years the stream is chronological (stable sort by year).

@@ -244,7 +244,7 @@ def from_folders(
         Task folders (see :func:`folder_task`); the task name is the folder name.
     name : str
         Stream name.
-    scenario : {"task-incremental", "class-incremental", "task-agnostic"}
+    scenario : {"task-incremental", "class-incremental", "task-agnostic", "domain-incremental"}
     templates : sequence of str
         Prompt templates shared by every task.
     years : sequence of int, length T, optional

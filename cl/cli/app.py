@@ -17,7 +17,8 @@ import cl
 from cl.errors import USER_ERRORS
 
 #: Subcommand modules of :mod:`cl.cli`, in help order.
-COMMANDS: tuple[str, ...] = ("run", "report", "compare", "list", "streams", "cache", "export")
+COMMANDS: tuple[str, ...] = ("run", "sweep", "report", "compare", "list", "streams", "cache",
+                             "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

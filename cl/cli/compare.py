@@ -7,16 +7,23 @@ import argparse
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
-        "compare", help="put several runs side by side (Markdown table, optional figure)",
-        description="One row per run directory: stream, strategy, backbone, seed, metrics (%), "
+        "compare", help="runs side by side, seeds aggregated (Markdown, CSV, figure)",
+        description="One row per group of runs that differ only by seed: strategy and its "
+                    "options, stream, backbone, n, metrics as mean ± std over seeds (%), "
                     "training seconds and FLOPs, memory carried between tasks.")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories written by cl run")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run directories written by cl run, or directories holding them (a sweep)")
     p.add_argument("--out", metavar="FILE.md", help="also write the table to this Markdown file")
     p.add_argument("--plot", metavar="FILE.png",
                    help="write the figure (metrics per run, accuracy vs memory): .png, .pdf or .svg")
     p.add_argument("--metrics", metavar="A,B",
-                   help="comma-separated metric keys to show (default: all), e.g. "
-                        "average_accuracy,forgetting,mtil_transfer")
+                   help="comma-separated metric keys to show (default: all the scenario defines), "
+                        "e.g. average_accuracy,forgetting,mtil_transfer")
+    p.add_argument("--csv", metavar="FILE.csv", help="also write the table as CSV (fractions)")
+    p.add_argument("--per-seed", action="store_true", help="add one row per run under its group")
+    p.add_argument("--over", metavar="KEY,KEY", default="seed",
+                   help="setting keys aggregated over (default seed), e.g. "
+                        "seed,stream.class_order_seed")
     p.add_argument("--allow-modified", action="store_true",
                    help="use a results.json that fails its checksum (edited or damaged)")
     p.set_defaults(func=handle)
@@ -26,10 +33,12 @@ def handle(args: argparse.Namespace) -> int:
     from cl.reporting.compare import compare
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
-    text = compare(args.run_dirs, out=args.out, plot=args.plot, metrics=metrics,
+    text = compare(args.run_dirs, out=args.out, plot=args.plot, metrics=metrics, csv_path=args.csv,
+                   per_seed=args.per_seed,
+                   over=[k.strip() for k in args.over.split(",") if k.strip()],
                    allow_modified=args.allow_modified)
     print(text, end="")
-    for label, path in (("table", args.out), ("figure", args.plot)):
+    for label, path in (("table", args.out), ("csv", args.csv), ("figure", args.plot)):
         if path:
             print(f"{label}: {path}")
     return 0

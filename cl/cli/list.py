@@ -7,6 +7,8 @@ import argparse
 from rich.console import Console
 from rich.table import Table
 
+from cl.reporting.terminal import print_table
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("list", help="list streams, strategies, backbones or plugins")
@@ -41,5 +43,5 @@ def handle(args: argparse.Namespace) -> int:
     table.add_column("options")
     for name, description, options in rows:
         table.add_row(name, description, ", ".join(f"{k}: {v}" for k, v in options.items()))
-    console.print(table)
+    print_table(table, console)
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from cl.config import RunConfig
@@ -26,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default runs/<stream>-<strategy>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR with its config")
     p.add_argument("--seed", type=int, help="run seed")
+    p.add_argument("--seeds", metavar="S,S,...",
+                   help="run the config once per seed, into OUT/seed-S (then: cl compare OUT)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--skip-missing", action="store_true",
                    help="run only the tasks whose data is present, recording the skipped ones")
@@ -80,21 +84,57 @@ def handle(args: argparse.Namespace) -> int:
     config = resolve_config(args)
     if device is not None:
         config.device = str(device)
+    seeds = parse_seeds(args.seeds) if args.seeds else None
+    if seeds is not None and (args.resume or args.seed is not None):
+        raise ValueError("--seeds runs one directory per seed; it cannot be combined with --seed "
+                         "or --resume (resume one seed with --resume OUT/seed-S).")
+    configs = [config] if seeds is None else per_seed(config, seeds, experiment.default_out)
     if args.dry_run:
-        print(experiment.plan(config, require=False, build=False).describe())
+        for c in configs:
+            print(experiment.plan(c, require=False, build=False).describe())
         return 0
-    try:
-        result = experiment.run(config, progress=not args.no_progress)
-    except Exception as err:
-        if not is_allocation_failure(err):
-            raise
-        options = " ".join(f"strategy.{k}={v!r}" for k, v in config.strategy_options.items())
-        raise ResourceError(
-            f"out of memory ({str(err).strip().splitlines()[0][:160]}); the run asked for more "
-            f"memory than this machine has. Lower the sizes in its settings: batch_size="
-            f"{config.batch_size}" + (f", {options}" if options else "") + "."
-        ) from err
-    if distributed.is_main():
-        report.print_results(result.results)
-        print(f"run directory: {result.out_dir}")
+    for c in configs:
+        try:
+            result = experiment.run(c, progress=not args.no_progress)
+        except Exception as err:
+            if not is_allocation_failure(err):
+                raise
+            options = " ".join(f"strategy.{k}={v!r}" for k, v in c.strategy_options.items())
+            raise ResourceError(
+                f"out of memory ({str(err).strip().splitlines()[0][:160]}); the run asked for more "
+                f"memory than this machine has. Lower the sizes in its settings: batch_size="
+                f"{c.batch_size}" + (f", {options}" if options else "") + "."
+            ) from err
+        if distributed.is_main():
+            report.print_results(result.results)
+            print(f"run directory: {result.out_dir}")
+    if seeds is not None and distributed.is_main():
+        from cl.reporting.compare import compare
+
+        base = Path(configs[0].out).parent
+        print(compare([base]), end="")
+        print(f"runs: {base} (aggregate again with: cl compare {base})")
     return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``; distinct integers, else ``ValueError``."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as err:
+        raise ValueError(f"--seeds expects comma-separated integers, e.g. 0,1,2; got {text!r}.") from err
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds expects distinct integers, e.g. 0,1,2; got {text!r}.")
+    return seeds
+
+
+def per_seed(config: RunConfig, seeds: list[int],
+             default_out: Callable[[RunConfig], Path]) -> list[RunConfig]:
+    """One config per seed, run directory ``OUT/seed-S`` (``OUT``: --out or the default)."""
+    base = Path(config.out) if config.out else default_out(config)
+    out = []
+    for seed in seeds:
+        c = copy.deepcopy(config)
+        c.seed, c.out = seed, str(base / f"seed-{seed}")
+        out.append(c)
+    return out

@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cl.reporting.terminal import print_table
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("streams", help="show a stream's tasks or check its data")
@@ -68,22 +70,24 @@ def handle(args: argparse.Namespace) -> int:
     for a in report:
         status = "[green]available[/green]" if a.available else "[red]missing[/red]"
         table.add_row(str(a.position), a.task, status, a.found_at or a.expected, a.detail)
-    console.print(table)
+    print_table(table, console)
     n_ok = sum(a.available for a in report)
     console.print(f"{n_ok} of {len(report)} tasks available; {len(report) - n_ok} missing.")
     return 0 if n_ok == len(report) else 1
 
 
 def _show(console: Console, stream, report) -> int:
+    known = all(t.n_classes_known for t in stream)
     table = Table(title=f"{stream.name} ({len(stream)} tasks, {stream.scenario}, "
-                        f"{stream.n_classes} classes)")
+                        f"{stream.n_classes}{'' if known else '+'} classes)")
     for col in ("#", "task", "year", "classes", "kind", "data"):
         table.add_column(col)
     for task, a in zip(stream, report, strict=True):
         kind = str(task.metadata.get("task_kind", ""))
         table.add_row(str(a.position), task.name, "" if task.year is None else str(task.year),
-                      str(task.n_classes), kind, "available" if a.available else "missing")
-    console.print(table)
+                      str(task.n_classes) if task.n_classes_known else "from data", kind,
+                      "available" if a.available else "missing")
+    print_table(table, console)
     for key in ("skipped_tasks", "dropped_multi_label"):
         if stream.metadata.get(key):
             console.print(f"{key}: {', '.join(stream.metadata[key])}")

@@ -16,6 +16,7 @@ import streams
 from cl.config import RunConfig
 from cl.core.plugin import Plugin
 from cl.core.runner import Runner, RunResult
+from cl.core.selection import Protocol
 from cl.core.strategy import Strategy
 from cl.models.backbones import Backbone, create_backbone
 from cl.reporting.loggers import make_loggers
@@ -73,6 +74,7 @@ class Plan:
     out_dir: Path
     device: torch.device
     extra_results: dict[str, Any]
+    protocol: Protocol
     checks: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -83,15 +85,18 @@ class Plan:
             f"strategy  {self.config.strategy} {self.config.strategy_options or ''}".rstrip(),
             f"backbone  {self.config.backbone}",
             f"plugins   {', '.join(self.config.plugins) or '(none)'}",
+            f"protocol  {self.protocol.hp_trials} hp trials per task" if self.protocol.active
+            else "protocol  (none)",
             f"seed      {self.config.seed}   device {self.device}   out {self.out_dir}",
             *[f"checked   {role}: {how}" for role, how in self.checks.items()],
             "tasks:",
         ]
         for i, task in enumerate(self.stream):
-            year = f"{task.year} " if task.year is not None else ""
+            year = f" ({task.year})" if task.year is not None and str(task.year) not in task.name else ""
             where = task.metadata.get("expected_path")
             state = "" if availability[task.name].available else "  [MISSING]"
-            lines.append(f"  {i:3d}  {year}{task.name}  ({task.n_classes} classes)"
+            classes = f"{task.n_classes} classes" if task.n_classes_known else "classes from data"
+            lines.append(f"  {i:3d}  {task.name}{year}  ({classes})"
                          + (f"  data: {where}" if where else "") + state)
         skipped = self.extra_results.get("skipped_tasks")
         if skipped:
@@ -117,6 +122,7 @@ def plan(config: RunConfig, *, require: bool = True, build: bool = True) -> Plan
     elif require:
         require_data(stream)
     checks: dict[str, str] = {}
+    protocol = Protocol.from_dict(config.protocol)
     if build:
         extra_strategy = {}
         if config.strategy in strategies.STRATEGIES and \
@@ -124,6 +130,8 @@ def plan(config: RunConfig, *, require: bool = True, build: bool = True) -> Plan
             extra_strategy["data_root"] = config.data_root  # e.g. zscl's reference set
         strategy: Strategy | None = strategies.get(config.strategy, **config.strategy_options,
                                                    **extra_strategy)
+        if protocol.active:
+            protocol.space(strategy, config.strategy)  # a strategy without searchable options fails
         plugins = build_plugins(config)
     else:
         from strategies.loading import check_spec
@@ -135,7 +143,7 @@ def plan(config: RunConfig, *, require: bool = True, build: bool = True) -> Plan
     out_dir = Path(config.out) if config.out else default_out(config)
     out_dir = Path(distributed.broadcast_object(str(out_dir)))  # one run dir for all ranks
     return Plan(config, stream, strategy, plugins, out_dir, resolve_device(config.device), extra,
-                checks)
+                protocol, checks)
 
 
 def run(config: RunConfig, *, progress: bool = True, backbone: Backbone | None = None) -> RunResult:
@@ -151,6 +159,6 @@ def run(config: RunConfig, *, progress: bool = True, backbone: Backbone | None =
             p.stream, cast(Strategy, p.strategy), backbone, out_dir=p.out_dir, seed=config.seed,
             device=p.device, batch_size=config.batch_size, num_workers=config.num_workers,
             cache_dir=config.cache_dir, plugins=p.plugins, progress=progress, config=config,
-            loggers=loggers, extra_results=p.extra_results,
+            loggers=loggers, extra_results=p.extra_results, protocol=p.protocol,
         )
         return runner.run()

@@ -209,6 +209,15 @@ class Registry(Generic[T]):
         return ValueError(f"Unknown {self.kind} {name!r}.{hint} "
                           f"Valid {self.plural}: {', '.join(names)}.")
 
+    def name_of(self, factory: Any) -> str | None:
+        """The registered name of ``factory`` (a class or function), found by its
+        ``module:qualname`` target or identity without importing anything; None if unregistered."""
+        target = f"{getattr(factory, '__module__', '')}:{getattr(factory, '__qualname__', '')}"
+        for name, e in self._entries.items():
+            if e.target == target or (e._factory is not None and e._factory is factory):
+                return name
+        return None
+
     def entry(self, name: str) -> Entry[T]:
         """The entry of ``name``; ``ValueError`` suggesting the closest valid name otherwise."""
         if name not in self._entries:

@@ -17,6 +17,9 @@ A config file looks like::
     [plugins.replay]       # one table per attached plugin, with its options
     memory = 200
 
+    [protocol]             # optional: per-task hyper-parameter search (NEVIS'22)
+    hp_trials = 16
+
 Precedence: defaults < config file < flags (``--stream``...) < ``--set``.
 Every key is validated: an unknown top-level key, stream option or strategy
 option is an error listing the valid ones; values are type-checked against the
@@ -54,6 +57,8 @@ class RunConfig:
         Factory options (validated against the factory signature).
     plugins : dict
         Plugin name → its options.
+    protocol : dict
+        The ``[protocol]`` table (:class:`cl.core.selection.Protocol`; empty: none).
     seed : int
     data_root, cache_dir, out : str or None
     device : str
@@ -71,6 +76,7 @@ class RunConfig:
     strategy_options: dict[str, Any] = field(default_factory=dict)
     backbone: str = "pixels"
     plugins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)
     seed: int = 0
     data_root: str | None = None
     cache_dir: str | None = None
@@ -96,6 +102,10 @@ class RunConfig:
                 if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
                     raise OptionError(f"{source}: [plugins.NAME] tables expected, got {value!r}.")
                 config.plugins.update({k: dict(v) for k, v in value.items()})
+            elif key == "protocol":
+                if not isinstance(value, dict):
+                    raise OptionError(f"{source}: a [protocol] table expected, got {value!r}.")
+                config.protocol.update(value)
             else:
                 config.set_top(key, value, source=source)
         return config
@@ -115,11 +125,12 @@ class RunConfig:
     def set_top(self, key: str, value: Any, *, source: str = "--set") -> None:
         """Set a top-level key, checking the name and the type."""
         fields = {f.name: f for f in dataclasses.fields(self)}
-        settable = [n for n in fields if not n.endswith("_options") and n != "plugins"]
+        settable = [n for n in fields if not n.endswith("_options") and n not in ("plugins", "protocol")]
         if key not in settable:
             raise ValueError(
                 f"{source}: unknown config key {key!r};{suggest(key, settable)} valid keys: "
-                f"{', '.join(sorted(settable))}, and the tables [stream], [strategy], [plugins.NAME]."
+                f"{', '.join(sorted(settable))}, and the tables [stream], [strategy], "
+                "[plugins.NAME], [protocol]."
             )
         hints = typing.get_type_hints(type(self))
         value = coerce(value, hints[key], f"{source}: {key!r}")
@@ -128,12 +139,16 @@ class RunConfig:
         setattr(self, key, value)
 
     def apply_set(self, assignment: str) -> None:
-        """Apply one ``--set key=value`` (``stream.X``, ``strategy.X``, ``plugins.P.X`` or top-level)."""
+        """Apply one ``--set key=value`` (``stream.X``, ``strategy.X``, ``plugins.P.X``,
+        ``protocol.X`` or top-level)."""
         key, sep, raw = assignment.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ValueError(f"--set expects key=value, got {assignment!r}.")
-        value = parse_value(raw.strip())
+        self.set_key(key, parse_value(raw.strip()))
+
+    def set_key(self, key: str, value: Any) -> None:
+        """Set one dotted ``key`` (as :meth:`apply_set` names it) to a parsed ``value``."""
         head, _, rest = key.partition(".")
         if head in ("stream", "strategy") and rest:
             if rest == "name":
@@ -145,10 +160,17 @@ class RunConfig:
             if not plugin or not option:
                 raise ValueError(f"--set {key}: use plugins.NAME.OPTION=value.")
             self.plugins.setdefault(plugin, {})[option] = value
+        elif head == "protocol" and rest:
+            table, _, option = rest.rpartition(".")
+            target = self.protocol
+            for part in table.split(".") if table else ():
+                target = target.setdefault(part, {})
+            target[option] = value
         elif rest:
             raise ValueError(
-                f"--set {key}: unknown section {head!r};{suggest(head, ('stream', 'strategy', 'plugins'))}"
-                " use stream.X, strategy.X, plugins.NAME.X or a top-level key."
+                f"--set {key}: unknown section {head!r};"
+                f"{suggest(head, ('stream', 'strategy', 'plugins', 'protocol'))}"
+                " use stream.X, strategy.X, plugins.NAME.X, protocol.X or a top-level key."
             )
         else:
             self.set_top(key, value)
@@ -178,13 +200,15 @@ class RunConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("stream_options", "strategy_options", "plugins") or value is None:
+            if f.name in ("stream_options", "strategy_options", "plugins", "protocol") or value is None:
                 continue
             out[f.name] = value
         out["stream"] = {"name": self.stream, **self.stream_options}
         out["strategy"] = {"name": self.strategy, **self.strategy_options}
         if self.plugins:
             out["plugins"] = {k: dict(v) for k, v in self.plugins.items()}
+        if self.protocol:
+            out["protocol"] = dict(self.protocol)
         return out
 
     def to_toml(self) -> str:

@@ -49,12 +49,13 @@ class TaskInputs:
         self.stream, self.backbone, self.kind = stream, backbone, kind
         self.cache_dir, self.batch_size, self.num_workers = cache_dir, batch_size, num_workers
         self.device, self.progress, self.meter = device, progress, meter
-        self._test_features: dict[tuple[str, int], Features] = {}
+        self._test_features: dict[tuple[str, str], Features] = {}
         self._test_images: dict[int, Preprocessed] = {}
 
     # -- training ------------------------------------------------------------------
-    def train_data(self, t: int) -> TaskData:
-        """Task ``t``'s training split as :class:`TaskData` (global class ids).
+    def train_data(self, t: int, split: str = "train") -> TaskData:
+        """Task ``t``'s ``split`` (``"train"``, or ``"dev"`` for hyper-parameter selection)
+        as :class:`TaskData` (global class ids).
 
         Raises
         ------
@@ -62,19 +63,30 @@ class TaskInputs:
             An empty split, or labels outside the task's class names.
         """
         task, offset = self.stream[t], self.stream.class_offsets[t]
-        train = task.load_train()
-        if len(train) == 0:
-            raise ValueError(f"task {task.name!r} has an empty train split.")
+        data = task.load(split)
+        if len(data) == 0:
+            raise ValueError(f"task {task.name!r} has an empty {split} split.")
         if self.meter.flops_per_image is None:
-            first = Preprocessed(train, self.backbone.preprocess, where=f"task {task.name!r} [train]")
+            first = Preprocessed(data, self.backbone.preprocess, where=f"task {task.name!r} [{split}]")
             self.meter.measure_flops(self.backbone, first[0][0])
         if self.kind == "features":
-            feats = self.features(t, "train", train)
+            feats = self.features(t, split, data)
             return TaskData(task, feats.y + offset, features=feats.X)
-        labels = torch.as_tensor(dataset_labels(train, load=True), dtype=torch.long)
-        dataset = Preprocessed(train, self.backbone.preprocess, offset, task.n_classes,
-                               where=f"task {task.name!r} [train]")
+        labels = torch.as_tensor(dataset_labels(data, load=True), dtype=torch.long)
+        dataset = Preprocessed(data, self.backbone.preprocess, offset, task.n_classes,
+                               where=f"task {task.name!r} [{split}]")
         return TaskData(task, labels + offset, dataset=dataset)
+
+    def batches(self, data: TaskData) -> Iterator[tuple[Any, torch.Tensor]]:
+        """``(inputs, global_targets)`` batches of ``data`` (a dev split), this rank's shard."""
+        if data.features is not None:
+            r, n = distributed.rank(), distributed.world_size()
+            X, y = data.features[r::n], data.targets[r::n]
+            for s in range(0, len(X), self.batch_size):
+                yield X[s : s + self.batch_size], y[s : s + self.batch_size]
+            return
+        yield from loader(distributed.shard(data.dataset), batch_size=self.batch_size,
+                          num_workers=self.num_workers)
 
     # -- testing -------------------------------------------------------------------
     def test_batches(self, j: int) -> Iterator[tuple[Any, torch.Tensor]]:
@@ -98,21 +110,24 @@ class TaskInputs:
     def features(self, t: int, split: str, dataset: Any = None) -> Features:
         """Features of task ``t``'s ``split`` (``dataset``: the split, if already loaded).
 
-        Test features are kept in memory per backbone fingerprint. Labels are
-        local; a label outside the task's classes raises ``ValueError``.
+        Test features are kept in memory per backbone fingerprint. A task whose
+        test split is shared with other tasks (CORe50's held-out sessions) names it
+        with ``metadata["test_key"]``, so it is encoded once. Labels are local; a
+        label outside the task's classes raises ``ValueError``.
         """
-        memo = (self.backbone.fingerprint, t)
+        task = self.stream[t]
+        key = task.metadata.get("test_key", task.key) if split == "test" else task.key
+        memo = (self.backbone.fingerprint, key)
         if split == "test" and memo in self._test_features:
             return self._test_features[memo]
-        task = self.stream[t]
         dataset = task.load(split) if dataset is None else dataset
         options = {"batch_size": self.batch_size, "num_workers": self.num_workers,
                    "device": self.device, "progress": self.progress}
         with self.meter.count_backbone(self.backbone):
             if distributed.world_size() > 1:
-                feats = self._extract_sharded(dataset, task.key, split, options)
+                feats = self._extract_sharded(dataset, key, split, options)
             else:
-                feats = extract(self.backbone, dataset, key=task.key, split=split,
+                feats = extract(self.backbone, dataset, key=key, split=split,
                                 cache_dir=self.cache_dir, name=f"task {task.name!r}", **options)
         if len(feats.y) and (int(feats.y.min()) < 0 or int(feats.y.max()) >= task.n_classes):
             raise ValueError(

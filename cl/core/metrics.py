@@ -22,9 +22,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 __all__ = [
+    "SCENARIO_EXCLUDED",
     "average_accuracy",
     "average_incremental_accuracy",
     "backward_transfer",
+    "defined_metrics",
     "forgetting",
     "forgetting_after_training",
     "forward_transfer",
@@ -33,6 +35,21 @@ __all__ = [
     "nevis_error_curve",
     "summarize",
 ]
+
+
+#: metrics a scenario leaves undefined: MTIL's Transfer/Average/Last (ZSCL, Sec. 4.1) score
+#: the upper triangle of a task-incremental (or task-agnostic, X-TAIL) matrix; in a
+#: class-incremental stream a task's classes are not in the label space before it is
+#: learned, so its upper triangle is 0 by construction for any non-zero-shot strategy.
+SCENARIO_EXCLUDED: dict[str, frozenset[str]] = {
+    "class-incremental": frozenset({"mtil_transfer", "mtil_average", "mtil_last"}),
+}
+
+
+def defined_metrics(scenario: str | None, names: list[str] | tuple[str, ...]) -> list[str]:
+    """The metric ``names`` defined for ``scenario`` (see :data:`SCENARIO_EXCLUDED`), in order."""
+    excluded = SCENARIO_EXCLUDED.get(scenario or "", frozenset())
+    return [n for n in names if n not in excluded]
 
 
 def _matrix(A: ArrayLike) -> np.ndarray:

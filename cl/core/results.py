@@ -1,8 +1,8 @@
 """The results schema: what ``results.json`` holds, and the one place NaN meets JSON's null.
 
 Keys of ``results.json`` (see README): ``format`` (2: with a checksum), ``stream``,
-``strategy``, ``backbone``,
-``backbone_fingerprint``, ``seed``, ``scenario``, ``status`` (``running``,
+``strategy``, ``backbone``, ``backbone_has_text``, ``backbone_fingerprint``, ``seed``,
+``scenario``, ``status`` (``running``,
 ``failed``, ``completed``), ``error``, ``tasks``, ``completed_tasks``,
 ``accuracy_matrix`` (T×T, null where not evaluated), ``zero_shot`` (T or
 null), ``metrics``, ``compute``, ``records``, ``class_names``, ``years``,
@@ -83,8 +83,9 @@ class RunInfo:
     Attributes
     ----------
     stream, strategy, backbone : str
-        Stream name, strategy label (the registered name or code spec when built
-        from a config, else the class name) and backbone spec.
+        Stream name, strategy label (:func:`strategies.loading.strategy_label`: the
+        registered name, else the class name, from the command line and from Python
+        alike) and backbone spec.
     backbone_fingerprint : str
         Hash of the backbone's weights.
     seed : int
@@ -92,6 +93,9 @@ class RunInfo:
     class_names : list of list of str
         Per task, its class names.
     years : list of int or None
+    backbone_has_text : bool
+        Whether the backbone has a text tower; without one the row before training
+        is the untrained model, not a zero-shot classifier.
     config : dict or None
         The resolved config (TOML layout).
     environment : dict
@@ -108,6 +112,7 @@ class RunInfo:
     scenario: str
     class_names: list[list[str]]
     years: list[int | None]
+    backbone_has_text: bool = True
     config: dict[str, Any] | None = None
     environment: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -122,6 +127,7 @@ def build_results(tracker: Tracker, info: RunInfo, *, status: str,
         "stream": info.stream,
         "strategy": info.strategy,
         "backbone": info.backbone,
+        "backbone_has_text": info.backbone_has_text,
         "backbone_fingerprint": info.backbone_fingerprint,
         "seed": info.seed,
         "scenario": info.scenario,

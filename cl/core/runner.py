@@ -9,6 +9,12 @@ numbers (every task reseeds from ``derive_seed(seed, t)``). A run holds an
 exclusive lock on its directory (:class:`cl.runtime.lock.RunLock`) from start to
 end, and resumes only from a checkpoint of the same config, code and strategy
 (:func:`cl.core.checkpoint.check_resumable`).
+
+With an active :class:`~cl.core.selection.Protocol` (NEVIS'22 per-task
+hyper-parameter search) the training step of each task is the search of
+:func:`~cl.core.selection.search_task`: every trial trains from the same state on
+the train split and is scored on the dev split; the chosen trial's state is
+kept, and every trial's compute is the task's.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from cl.core.compute import ComputeMeter
 from cl.core.inputs import TaskInputs
 from cl.core.plugin import Plugin, call_plugin
 from cl.core.results import RunInfo, build_results, load_results, write_results
+from cl.core.selection import Protocol, search_task
 from cl.core.strategy import Context, Strategy, TaskData, check_strategy
 from cl.core.tracker import Tracker
 from cl.errors import ProtocolError
@@ -75,6 +82,10 @@ class Runner:
         Objects with ``log_row(t, tracker)`` and ``close()`` (TensorBoard, W&B).
     extra_results : dict
         Merged into ``results.json`` (e.g. skipped tasks).
+    protocol : Protocol or None
+        Per-task hyper-parameter search (:mod:`cl.core.selection`); when active,
+        tasks without a dev split get one carved from their train split
+        (:func:`streams.dev.with_dev_splits`) and ``results.json`` records it.
     """
 
     def __init__(
@@ -94,6 +105,7 @@ class Runner:
         config: RunConfig | None = None,
         loggers: Sequence[Any] = (),
         extra_results: dict[str, Any] | None = None,
+        protocol: Protocol | None = None,
     ) -> None:
         check_strategy(strategy)
         if getattr(strategy, "needs_text", False) and not backbone.has_text:
@@ -106,6 +118,17 @@ class Runner:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
+        from strategies.loading import strategy_label  # the label a Python run gets too
+
+        label = strategy_label(strategy)
+        self.protocol = protocol or Protocol()
+        self._space = self.protocol.space(strategy, label) if self.protocol.active else {}
+        if self.protocol.active:
+            from streams.dev import with_dev_splits
+
+            stream = with_dev_splits(stream, fractions=self.protocol.dev_fractions,
+                                     seed=self.protocol.dev_seed)
+            extra_results = {**(extra_results or {}), "protocol": self.protocol.to_dict()}
         self.stream, self.strategy, self.backbone = stream, strategy, backbone
         self.out_dir = Path(out_dir)
         self.seed = seed
@@ -132,9 +155,8 @@ class Runner:
             "plugins": [{"class": class_tag(p), "options": None} for p in self.plugins],
         }
         self.info = RunInfo(
-            stream=stream.name,
-            strategy=config.strategy if config else type(strategy).__name__,
-            backbone=backbone.name, backbone_fingerprint=backbone.fingerprint, seed=seed,
+            stream=stream.name, strategy=label, backbone=backbone.name,
+            backbone_has_text=backbone.has_text, backbone_fingerprint=backbone.fingerprint, seed=seed,
             scenario=stream.scenario, class_names=[list(t.class_names) for t in stream],
             years=[t.year for t in stream], config=config.to_dict() if config else None,
             environment=environment(self.device),
@@ -166,10 +188,15 @@ class Runner:
     # -- evaluation ------------------------------------------------------------------
     def evaluate(self, j: int, label_space: LabelSpace, ctx: Context) -> float:
         """Top-1 accuracy of the strategy on task ``j``'s test split over ``label_space``."""
+        return self._accuracy(self.inputs.test_batches(j), label_space, ctx, j, "test")
+
+    def _accuracy(self, batches: Any, label_space: LabelSpace, ctx: Context, j: int,
+                  split: str) -> float:
+        """Top-1 accuracy over ``(inputs, global_targets)`` batches of task ``j``'s ``split``."""
         lookup = torch.full((self.n_classes,), -1, dtype=torch.long)
         lookup[list(label_space.class_ids)] = torch.arange(len(label_space))
         correct = total = 0
-        for inputs, targets in self.inputs.test_batches(j):
+        for inputs, targets in batches:
             logits = self.strategy.predict(inputs, label_space, ctx)
             self._check_logits(logits, (len(inputs), len(label_space)), j)
             positions = lookup[targets]
@@ -177,7 +204,7 @@ class Runner:
             total += len(targets)
         correct, total = distributed.sum_counts(correct, total)
         if total == 0:
-            raise ValueError(f"task {self.stream[j].name!r} has an empty test split.")
+            raise ValueError(f"task {self.stream[j].name!r} has an empty {split} split.")
         return correct / total
 
     def _check_logits(self, logits: Any, shape: tuple[int, int], j: int) -> None:
@@ -290,20 +317,53 @@ class Runner:
             write_results(self.out_dir, results)
         return results
 
+    def _fit(self, t: int, ctx: Context, data: TaskData | None = None) -> TaskData:
+        """The hooks of one training step on task ``t`` (loading its data when not given)."""
+        for plugin in self.plugins:
+            call_plugin(plugin, "before_task", ctx)
+        self.strategy.before_task(ctx)
+        if data is None:
+            data = self.task_data(t)
+            ctx.count("train_examples", len(data.targets))
+        self.strategy.train_task(data, ctx)
+        for plugin in self.plugins:
+            call_plugin(plugin, "after_train", data, ctx)
+        self.strategy.after_task(ctx)
+        for plugin in self.plugins:
+            call_plugin(plugin, "after_task", ctx)
+        return data
+
+    def _search(self, t: int, ctx: Context) -> TaskData:
+        """Task ``t``'s hyper-parameter search; every trial's compute goes to ``ctx``."""
+        data = self.task_data(t)
+        ctx.count("train_examples", len(data.targets))
+        dev = self.inputs.train_data(t, "dev")
+        space = self.stream.eval_label_space(t, t)
+
+        def trained(trial: Context) -> None:
+            self._fit(t, trial, data)
+
+        def score(trial: Context) -> float:
+            trial.trained_tasks = t + 1
+            return self._accuracy(self.inputs.batches(dev), space, trial, t, "dev")
+
+        chosen, trials = search_task(t, self.protocol, self._space, self.strategy, self.plugins,
+                                     self.backbone, new_context=lambda: self.context(t),
+                                     train=trained, score=score)
+        for trial in trials:
+            for key, value in trial.counters.items():
+                ctx.count(key, value)
+        ctx.count("hp_trials", len(trials))
+        for key, value in trials[chosen].records.items():
+            self.tracker.record(t, key, value)
+        self.tracker.record(t, "hp_search", {"chosen": chosen, "values": trials[chosen].values,
+                                             "trials": [tr.summary() for tr in trials]})
+        return data
+
     def _task(self, t: int) -> None:
         ctx = self.context(t)
         with self.meter.time(self.tracker, t, "train_seconds"), self.meter.peak(self.tracker, t):
-            for plugin in self.plugins:
-                call_plugin(plugin, "before_task", ctx)
-            self.strategy.before_task(ctx)
-            data = self.task_data(t)
-            ctx.count("train_examples", len(data.targets))
-            self.strategy.train_task(data, ctx)
-            for plugin in self.plugins:
-                call_plugin(plugin, "after_train", data, ctx)
-            self.strategy.after_task(ctx)
-            for plugin in self.plugins:
-                call_plugin(plugin, "after_task", ctx)
+            data = self._search(t, ctx) if self.protocol.active else self._fit(t, ctx)
         ctx.trained_tasks = t + 1
         with self.meter.time(self.tracker, t, "eval_seconds"):
             accuracies = self._eval_row(t, ctx)

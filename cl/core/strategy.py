@@ -22,7 +22,7 @@ only tensors, numbers, strings and (nested) lists/dicts of them, and
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -151,10 +151,16 @@ class Strategy:
         What ``train_task`` and ``predict`` receive.
     needs_text : bool
         True when the strategy needs a backbone with a text tower.
+    searchable : mapping of str to range
+        Hyper-parameters the per-task search of the NEVIS'22 protocol may set
+        (:mod:`cl.core.selection`), with their ranges, in search order, e.g.
+        ``{"lr": ("log-uniform", 1e-4, 1e-1), "label_smoothing": ("uniform", 0.0, 0.3)}``.
+        Empty for strategies without a search (training-free ones).
     """
 
     inputs: ClassVar[InputKind] = "features"
     needs_text: ClassVar[bool] = False
+    searchable: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
 
     def before_task(self, ctx: Context) -> None:
         """Called before ``train_task``; default does nothing."""
@@ -169,6 +175,25 @@ class Strategy:
     def predict(self, inputs: torch.Tensor, label_space: LabelSpace, ctx: Context) -> torch.Tensor:
         """Logits of shape (N, len(label_space)) for a batch of inputs."""
         raise NotImplementedError
+
+    def set_hyperparameters(self, values: Mapping[str, Any]) -> None:
+        """Set searchable hyper-parameters before a trial of the per-task search.
+
+        The default sets the attributes of those names (a strategy storing its
+        options verbatim, as :class:`strategies.finetune.Finetune`); override it
+        when they live elsewhere (LoRA's options dataclass).
+
+        Raises
+        ------
+        ValueError
+            A name the strategy does not declare in :attr:`searchable`.
+        """
+        unknown = [k for k in values if k not in self.searchable]
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no searchable hyper-parameter "
+                             f"{unknown[0]!r}; searchable: {', '.join(self.searchable) or '(none)'}.")
+        for key, value in values.items():
+            setattr(self, key, value)
 
     def trainable_parameters(self) -> int:
         """Number of parameters trained in the last task (0 for training-free)."""

@@ -56,63 +56,107 @@ def heatmap(results: dict[str, Any], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _byte_unit(largest: float) -> tuple[float, str]:
+    """(divisor, unit) so that ``largest / divisor`` reads in [1, 1024): B, KiB, MiB, GiB, TiB."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    i = 0
+    while largest >= 1024 and i < len(units) - 1:
+        largest /= 1024
+        i += 1
+    return float(1024**i), units[i]
+
+
 def accuracy_over_time(results: dict[str, Any], path: Path) -> Path:
-    """Accuracy of each task after every training step (zero-shot at step 0)."""
+    """Accuracy of each task after every training step, and the mean over tasks.
+
+    Step 0 is the zero-shot row when the backbone has a text tower; otherwise
+    there is no zero-shot classifier and every line starts at step 1. A task's
+    line is dotted until the task is learned and solid from then on; solid lines
+    are drawn widest first with distinct markers, so lines at equal accuracy (all
+    at 100 %) stay visible. The legend sits outside the axes.
+    """
     A = _matrix(results)
     T = A.shape[0]
     z = results.get("zero_shot")
-    fig, ax = plt.subplots(figsize=(8, 5))
-    steps = np.arange(T + 1)
+    with_zero_shot = z is not None and bool(results.get("backbone_has_text",
+                                                         results.get("backbone") != "pixels"))
+    steps = np.arange(0 if with_zero_shot else 1, T + 1)
+    fig, ax = plt.subplots(figsize=(9.5 if T <= 12 else 8, 5))
+    markers = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+    widths = np.linspace(4.5, 1.2, T) if T > 1 else np.array([2.0])
     for j, name in enumerate(results["tasks"]):
-        start = np.nan if z is None or z[j] is None else z[j]
-        ax.plot(steps, np.r_[start, A[:, j]] * 100, marker="o", ms=3, label=name if T <= 12 else None)
-    ax.plot(steps[1:], _row_means(A) * 100, color="black", lw=2.5, label="mean over all tasks")
-    ax.set_xlabel("tasks trained")
+        ys = 100 * (A[:, j] if not with_zero_shot
+                    else np.r_[np.nan if z[j] is None else z[j], A[:, j]])
+        learned = int(np.searchsorted(steps, j + 1))  # index of the step that learns task j
+        (line,) = ax.plot(steps[learned:], ys[learned:], marker=markers[j % len(markers)], ms=4,
+                          lw=widths[j], alpha=0.85, label=name if T <= 12 else None, zorder=2 + j)
+        ax.plot(steps[: learned + 1], ys[: learned + 1], ls=":", lw=1.0, color=line.get_color(),
+                alpha=0.7, zorder=1)
+    means = _row_means(A) * 100
+    if with_zero_shot:
+        means = np.r_[100 * np.nanmean(np.array(z, dtype=float)), means]
+    ax.plot(steps, means, color="black", lw=2.0, ls="--", marker="o", ms=5,
+            label="mean over all tasks", zorder=3 + T)
+    ax.plot([], [], color="0.4", ls=":", lw=1.0, label="(dotted: not yet learned)")
+    ax.set_xticks(steps if len(steps) <= 25 else np.unique(np.linspace(steps[0], T, 11).round()))
+    ax.set_xlim(steps[0] - 0.3, T + 0.3)
+    ax.set_xlabel("tasks trained" + (" (0: zero-shot)" if with_zero_shot else ""))
     ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(-3, 103)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    if T <= 12:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=7, loc="best")
+    ax.set_title(f"{results['stream']} · {results['strategy']}: accuracy of each task over time")
     return _save(fig, path)
 
 
 def error_vs_compute(results: dict[str, Any], path: Path) -> Path:
-    """NEVIS'22 running average error against cumulative training compute."""
+    """Running average error against cumulative training compute (the NEVIS'22 metric,
+    Bornschein et al. 2023, §3, for any stream); with a per-task hyper-parameter search
+    every trial's compute is included."""
     A = _matrix(results)
     compute = results["compute"]
-    flops = np.array([c.get("train_flops", 0.0) for c in compute])
+    flops = np.array([c.get("train_flops", 0.0) for c in compute], dtype=float)
     use_flops = flops.sum() > 0
     cost = flops if use_flops else np.array([c.get("train_seconds", 0.0) for c in compute])
     x, err = nevis_error_curve(A, cost)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.plot(x, err * 100, marker="o")
-    ax.set_xlabel("cumulative training FLOPs" if use_flops else "cumulative training seconds")
-    ax.set_ylabel("average error (%)")
-    if use_flops and x[-1] > 0:
+    trials = max((int(c.get("hp_trials", 0)) for c in compute), default=0)
+    unit = "FLOPs" if use_flops else "seconds"
+    ax.set_xlabel(f"cumulative training {unit}"
+                  + (f" (all {trials} hp trials per task)" if trials else ""))
+    ax.set_ylabel("average error on tasks learned (%)")
+    if use_flops and x[-1] > 0 and x[0] > 0 and x[-1] > 10 * x[0]:
         ax.set_xscale("log")
     ax.grid(alpha=0.3)
-    ax.set_title("error vs compute (NEVIS'22)")
+    ax.set_title(f"{results['stream']} · {results['strategy']}: error vs compute")
     return _save(fig, path)
 
 
 def accuracy_vs_memory(results: dict[str, Any], path: Path) -> Path:
     """Mean accuracy on the tasks seen so far against the memory the strategy carries.
 
-    One point per task ``t``: ``x`` = ``memory_bytes`` after task t (statistics,
-    adapters, exemplars kept for the next task), ``y`` = ``mean_{j<=t} A[t, j]``;
+    One point per task ``t``, labelled with the number of tasks trained (t + 1):
+    ``x`` = ``memory_bytes`` after task t (statistics, adapters, exemplars kept for
+    the next task), in the unit that reads best; ``y`` = ``mean_{j<=t} A[t, j]``;
     compare methods at an aligned memory budget (Zhou et al., class-incremental survey).
     """
     A = _matrix(results)
     memory = np.array([c.get("memory_bytes", 0.0) for c in results["compute"]], dtype=float)
     seen = np.array([_row_means(A[t : t + 1, : t + 1])[0] for t in range(A.shape[0])])
+    scale, unit = _byte_unit(float(np.nanmax(memory)) if len(memory) else 0.0)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(memory / 2**20, seen * 100, marker="o")
-    for t, (x, y) in enumerate(zip(memory / 2**20, seen * 100, strict=True)):
+    ax.plot(memory / scale, seen * 100, marker="o")
+    for t, (x, y) in enumerate(zip(memory / scale, seen * 100, strict=True)):
         if not np.isnan(y):
-            ax.annotate(str(t), (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
-    ax.set_xlabel("memory carried between tasks (MiB)")
-    ax.set_ylabel("mean accuracy on seen tasks (%)")
+            ax.annotate(str(t + 1), (x, y), fontsize=8, textcoords="offset points", xytext=(4, 4))
+    ax.set_xlabel(f"memory carried between tasks ({unit}); point labels: tasks trained")
+    ax.set_ylabel("mean accuracy on tasks seen (%)")
     ax.grid(alpha=0.3)
-    ax.set_title("accuracy vs memory")
+    ax.set_title(f"{results['stream']} · {results['strategy']}: accuracy vs memory")
     return _save(fig, path)
 
 

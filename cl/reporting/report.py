@@ -9,7 +9,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cl.core.metrics import defined_metrics
 from cl.reporting import plots
+from cl.reporting.terminal import print_table
 from cl.runtime.io import atomic_write_text
 
 METRIC_LABELS = {
@@ -30,23 +32,50 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}"
 
 
+def zero_shot_defined(results: dict[str, Any]) -> bool:
+    """Whether the row before training is a zero-shot classifier: the backbone has a text
+    tower (``backbone_has_text``; results written before that key: any backbone but ``pixels``)."""
+    return bool(results.get("backbone_has_text", results.get("backbone") != "pixels"))
+
+
+def zero_shot_note(results: dict[str, Any]) -> str:
+    """Why the zero-shot row shows "—" (empty when it is a real zero-shot row)."""
+    if zero_shot_defined(results) or results.get("zero_shot") is None:
+        return ""
+    return (f"Zero-shot: — because backbone {results['backbone']!r} has no text tower, so there "
+            "is no zero-shot classifier; `results.json` keeps the untrained model's accuracy "
+            "before training (`zero_shot`), the reference of forward transfer.")
+
+
+def _zero_shot_cells(results: dict[str, Any]) -> list[str]:
+    if not zero_shot_defined(results):
+        return ["—"] * len(results["tasks"])
+    return [_pct(v) for v in results["zero_shot"]]
+
+
+def shown_metrics(results: dict[str, Any]) -> list[str]:
+    """The run's metric keys defined for its scenario (:func:`cl.core.metrics.defined_metrics`)."""
+    return defined_metrics(results.get("scenario"), list(results["metrics"]))
+
+
 def matrix_markdown(results: dict[str, Any]) -> str:
     """Accuracy matrix (percent) as a Markdown table, zero-shot row first."""
     names = results["tasks"]
     lines = ["| after \\ task | " + " | ".join(names) + " |",
              "|---|" + "---:|" * len(names)]
     if results.get("zero_shot") is not None:
-        lines.append("| zero-shot | " + " | ".join(_pct(v) for v in results["zero_shot"]) + " |")
+        lines.append("| zero-shot | " + " | ".join(_zero_shot_cells(results)) + " |")
     for name, row in zip(names, results["accuracy_matrix"], strict=True):
         lines.append(f"| {name} | " + " | ".join(_pct(v) for v in row) + " |")
-    return "\n".join(lines)
+    note = zero_shot_note(results)
+    return "\n".join(lines) + (f"\n\n{note}" if note else "")
 
 
 def metrics_markdown(results: dict[str, Any]) -> str:
-    """Metric summary (percent points) as a Markdown table."""
+    """Metric summary (percent points) as a Markdown table (metrics defined for the scenario)."""
     lines = ["| metric | value (%) |", "|---|---:|"]
-    for key, value in results["metrics"].items():
-        lines.append(f"| {METRIC_LABELS.get(key, key)} | {_pct(value)} |")
+    for key in shown_metrics(results):
+        lines.append(f"| {METRIC_LABELS.get(key, key)} | {_pct(results['metrics'][key])} |")
     return "\n".join(lines)
 
 
@@ -54,6 +83,8 @@ def compute_markdown(results: dict[str, Any]) -> str:
     """Per-task compute as a Markdown table."""
     keys = ["train_seconds", "eval_seconds", "train_examples", "backbone_forwards",
             "train_flops", "trainable_parameters", "memory_bytes"]
+    if any("hp_trials" in c for c in results["compute"]):  # NEVIS'22 protocol: all trials counted
+        keys.insert(4, "hp_trials")
     lines = ["| task | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for name, c in zip(results["tasks"], results["compute"], strict=True):
         cells = [f"{c[k]:.3g}" if k in c and c[k] is not None else "—" for k in keys]
@@ -95,14 +126,16 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
     for name in names:
         table.add_column(name, justify="right")
     if results.get("zero_shot") is not None:
-        table.add_row("zero-shot", *[_pct(v) for v in results["zero_shot"]], style="dim")
+        table.add_row("zero-shot", *_zero_shot_cells(results), style="dim")
     for name, row in zip(names, results["accuracy_matrix"], strict=True):
         table.add_row(name, *[_pct(v) for v in row])
     if len(names) <= 20:
-        console.print(table)
+        print_table(table, console)
+        if zero_shot_note(results):
+            console.print(zero_shot_note(results).replace("`", ""), style="dim")
     summary = Table(title="metrics")
     summary.add_column("metric")
     summary.add_column("value (%)", justify="right")
-    for key, value in results["metrics"].items():
-        summary.add_row(METRIC_LABELS.get(key, key), _pct(value))
-    console.print(summary)
+    for key in shown_metrics(results):
+        summary.add_row(METRIC_LABELS.get(key, key), _pct(results["metrics"][key]))
+    print_table(summary, console)

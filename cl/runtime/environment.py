@@ -38,8 +38,10 @@ def git_commit() -> str | None:
 
 
 def environment(device: torch.device) -> dict[str, Any]:
-    """Versions and hardware facts needed to repeat a run."""
+    """Versions and hardware facts needed to repeat a run (and how many processes ran it)."""
     import torch
+
+    from cl.runtime import distributed
 
     return {
         "python": platform.python_version(),
@@ -55,5 +57,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else
         platform.processor() or platform.machine(),
+        "world_size": distributed.world_size(),
         "git_commit": git_commit(),
     }

@@ -52,8 +52,9 @@ rank, an approximation.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterator, Mapping
 from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import torch
@@ -383,8 +384,30 @@ class AdaptingStrategy(Strategy):
         return {**state, "trainable_parameters": self._trainable,
                 "tasks_trained": self._tasks_trained}
 
+    def set_hyperparameters(self, values: Mapping[str, Any]) -> None:
+        """Set searchable options (:attr:`searchable`) in :attr:`options`, validated again.
+
+        Raises
+        ------
+        ValueError
+            A name the strategy does not declare searchable, or a bad value.
+        """
+        unknown = [k for k in values if k not in self.searchable]
+        if unknown:
+            raise ValueError(f"{self.label} has no searchable hyper-parameter {unknown[0]!r}; "
+                             f"searchable: {', '.join(self.searchable) or '(none)'}.")
+        self.options = replace(self.options, **values)
+
+    def _reset(self) -> None:
+        """Forget what earlier tasks left in the strategy (``load_state_dict({})``)."""
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; ``{}`` is the state before any task (the caller
+        restores the backbone's own weights, as the per-task search does between trials)."""
         if not state:
+            self._pending, self._trainable, self._tasks_trained = None, 0, 0
+            self._text_cache.clear()
+            self._reset()
             return
         state = dict(state)
         self._trainable = int(state.pop("trainable_parameters"))

@@ -18,7 +18,7 @@ from streams.core import LabelSpace
 
 def clip_loss(
     image: torch.Tensor, text: torch.Tensor, target: torch.Tensor, scale: torch.Tensor,
-    *, text_to_image: bool = False,
+    *, text_to_image: bool = False, label_smoothing: float = 0.0,
 ) -> torch.Tensor:
     """CLIP classification loss of one batch.
 
@@ -27,6 +27,7 @@ def clip_loss(
     code's second term is added: ``CE(s · t̂·îᵀ, M)`` with soft targets
     ``M[c, b] = [y_b = c]`` (C×B), i.e. ``(1/C) Σ_c Σ_b M[c,b] · −log softmax_b``;
     classes absent from the batch contribute 0 but count in the mean.
+    ``label_smoothing`` smooths the image→text targets (``F.cross_entropy``'s).
 
     Parameters
     ----------
@@ -36,7 +37,7 @@ def clip_loss(
     scale : scalar tensor, CLIP's ``logit_scale.exp()``
     """
     logits = scale * image.float() @ text.float().T
-    loss = F.cross_entropy(logits, target)
+    loss = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
     if text_to_image:
         mask = (target[None, :] == torch.arange(len(text), device=target.device)[:, None]).float()
         loss = loss + F.cross_entropy(logits.T, mask)

@@ -23,8 +23,9 @@ step). Proof of fidelity: ``docs/fidelity.md``; costs: ``docs/adaptation.md``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -85,6 +86,8 @@ class CLIPFinetune(AdaptingStrategy):
     label = "clip-finetune"
     options_class = FinetuneOptions
     options: FinetuneOptions
+    searchable: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "lr": ("log-uniform", 1e-6, 1e-3), "label_smoothing": ("uniform", 0.0, 0.3)}
 
     def __init__(self, options: FinetuneOptions | None = None, /, **overrides: Any) -> None:
         super().__init__(replace(options or type(self).options_class(), **overrides))

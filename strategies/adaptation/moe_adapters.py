@@ -29,7 +29,8 @@ backbone and is the zero-shot route's own embedding. Deviations and their reason
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -41,7 +42,7 @@ from cl.runtime.data import loader
 from strategies.adaptation.base import Term
 from strategies.adaptation.ddas import DDAS, ZERO_SHOT, Autoencoder
 from strategies.adaptation.finetune import CLIPFinetune
-from strategies.adaptation.moe_blocks import attach_experts, moe_blocks, set_route
+from strategies.adaptation.moe_blocks import attach_experts, detach_experts, moe_blocks, set_route
 from strategies.adaptation.options import MoEAdaptersOptions
 from strategies.adaptation.zscl import ImagesOnly, resolve
 from strategies.lora.placement import check_model
@@ -87,6 +88,8 @@ class MoEAdapters(CLIPFinetune):
     exportable = False
     options_class = MoEAdaptersOptions
     options: MoEAdaptersOptions
+    #: none: a trial adds routers to the model, which restoring the backbone's weights cannot undo
+    searchable: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
 
     def __init__(self, options: MoEAdaptersOptions | None = None, /, *,
                  data_root: str | None = None, **overrides: Any) -> None:
@@ -134,6 +137,11 @@ class MoEAdapters(CLIPFinetune):
 
     def _abort(self, model: nn.Module) -> None:
         set_route(model, None)
+
+    def _reset(self) -> None:
+        self._ddas = None
+        if self._backbone is not None:
+            detach_experts(self._backbone.model)
 
     # -- after the task: activate-freeze, then the task's autoencoder ---------------------------
     def _end_task(self, model: nn.Module, data: TaskData | None, ctx: Context) -> None:

@@ -63,6 +63,9 @@ class SLCA(AdaptingStrategy):
 
     def __init__(self, options: SLCAOptions | None = None, /, **overrides: Any) -> None:
         super().__init__(replace(options or SLCAOptions(), **overrides))
+        self._reset()
+
+    def _reset(self) -> None:
         self._head: ContinualLinearHead | None = None
         self._classes: list[int] = []  # global class id of every head row
         self._class_task: list[int] = []

@@ -21,7 +21,8 @@ merged model exactly (binding and resume: :mod:`strategies.adaptation.base`).
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -52,6 +53,8 @@ class MergedAdapterStrategy(AdaptingStrategy):
 
     label = "adapter"
     options: LoraOptions
+    searchable: ClassVar[Mapping[str, tuple[Any, ...]]] = {
+        "lr": ("log-uniform", 1e-4, 1e-1), "label_smoothing": ("uniform", 0.0, 0.3)}
 
     def __init__(self, options: LoraOptions) -> None:
         super().__init__(options)
@@ -95,7 +98,8 @@ class MergedAdapterStrategy(AdaptingStrategy):
     def _task_loss(self, model: nn.Module, image: torch.Tensor, text: torch.Tensor,
                    target: torch.Tensor) -> torch.Tensor:
         return clip_loss(image, text, target, model.logit_scale.exp(),  # fp32, outside autocast
-                         text_to_image=self.options.text_to_image)
+                         text_to_image=self.options.text_to_image,
+                         label_smoothing=self.options.label_smoothing)
 
     def _abort(self, model: nn.Module) -> None:
         self._unload(model, merge=False)  # back to the model of the previous task
@@ -122,8 +126,7 @@ class MergedAdapterStrategy(AdaptingStrategy):
         self.write_parameters(model, {k: torch.as_tensor(v) for k, v in state["weights"].items()})
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state:
-            self._ranks = {k: int(v) for k, v in state["effective_ranks"].items()}
+        self._ranks = {k: int(v) for k, v in state["effective_ranks"].items()} if state else {}
         super().load_state_dict(state)
 
     # -- reporting -------------------------------------------------------------------------

@@ -71,6 +71,9 @@ class LoraOptions(TrainingOptions):
         AdamW (β₁, β₂), each in [0, 1).
     text_to_image : bool
         Add the reference code's text→image term to the loss.
+    label_smoothing : float
+        Label smoothing of the image→text cross-entropy, in [0, 1) (0: none, as the
+        reference; searched by the NEVIS'22 protocol).
     amp : bool
         bf16 autocast on CUDA (ignored on CPU, which runs fp32).
     """
@@ -84,6 +87,7 @@ class LoraOptions(TrainingOptions):
     weight_decay: float = 0.0
     betas: tuple[float, ...] = (0.9, 0.999)
     text_to_image: bool = False
+    label_smoothing: float = 0.0
     amp: bool = True
 
     def __post_init__(self) -> None:
@@ -91,6 +95,8 @@ class LoraOptions(TrainingOptions):
         super().__post_init__()
         towers_of(self.encoders)
         object.__setattr__(self, "targets", check_targets(self.targets))
+        if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
         object.__setattr__(self, "betas", checked_betas(self.betas))
 
 

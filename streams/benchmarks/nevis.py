@@ -26,7 +26,14 @@ listing missing tasks or, with ``--skip-missing``, drops and records them.
 
 Class names come from the image folder's class sub-folders, from the known
 torchvision class lists, or are placeholders ``"class <i>"`` (count from the
-reference) when unknown.
+reference) when unknown; where the reference computes the count from the data
+and the data is missing, the task has one placeholder class and
+``Task.n_classes_known`` is false (shown as "from data").
+
+Dev splits (NEVIS'22 protocol, :mod:`cl.core.selection`): an image folder
+with a ``dev/`` sub-folder gives the task its dev split; otherwise the
+protocol carves one from the train split with the reference's fractions for
+the source (:data:`DEV_FRACTIONS`).
 """
 
 from __future__ import annotations
@@ -44,6 +51,16 @@ from streams.folders import image_folder, list_classes
 
 Variant = Literal["full", "short", "tiny"]
 DEV_STOP_YEAR = 2020
+
+#: train / dev / dev-test carve of each source's train split when the task has no ``dev/``
+#: folder (dm_nevis ``_dataset_splits_for_tfds``: sources with a validation split 80/20/0,
+#: ImageNet 90/5/5, the others 70/15/15; see :mod:`streams.dev`)
+DEFAULT_DEV_FRACTIONS: tuple[float, float, float] = (0.7, 0.15, 0.15)
+DEV_FRACTIONS: dict[str, tuple[float, float, float]] = {
+    **dict.fromkeys(("tfds:dtd", "tfds:oxford_flowers102", "tfds:voc/2007",
+                     "tfds:patch_camelyon", "tfds:sun397", "tfds:celeb_a"), (0.8, 0.2, 0.0)),
+    "tfds:imagenet2012": (0.9, 0.05, 0.05),
+}
 
 #: reference dataset key -> torchvision source (see :mod:`streams.benchmarks.torchvision_data`)
 NEVIS_TORCHVISION: dict[str, str] = {
@@ -155,7 +172,9 @@ def _task(entry: NevisEntry, root: Path, variant: str, download: bool) -> Task:
     source = SOURCES[tv_name] if tv_name else None
     meta = {"position": entry.position, "dataset_name": entry.dataset_name,
             "task_kind": entry.task_kind, "source": entry.source,
-            "num_classes_reference": entry.num_classes, "image_folder": str(folder)}
+            "num_classes_reference": entry.num_classes, "image_folder": str(folder),
+            "dev_fractions": DEV_FRACTIONS.get(entry.source, DEFAULT_DEV_FRACTIONS)}
+    load_dev = None
     if source is not None and (source.is_present(root) or download):
         where, names = str(source.expected_path(root)), _torchvision_names(source)
 
@@ -175,11 +194,17 @@ def _task(entry: NevisEntry, root: Path, variant: str, download: bool) -> Task:
         def load_test():
             return image_folder(folder / "test", names)
 
+        if (folder / "dev").is_dir():  # the reference's own dev split, when prepared
+
+            def load_dev():
+                return image_folder(folder / "dev", names)
+
         resolution, detail = "image-folder", "image folder"
     else:
         where = str(folder) + (f" or {source.expected_path(root)}" if source else "")
         n = entry.num_classes or (source.n_classes if source else None)
         names = tuple(f"class {i}" for i in range(n)) if n else ("unknown",)
+        meta["n_classes_known"] = n is not None
 
         def load_train():
             raise FileNotFoundError(f"NEVIS task {entry.task_name!r} has no data; expected {where}.")
@@ -203,6 +228,7 @@ def _task(entry: NevisEntry, root: Path, variant: str, download: bool) -> Task:
         year=entry.year,
         metadata=meta | {"resolution": resolution, "expected_path": where, "data_check": data_check,
                          "variant": variant},
+        load_dev=load_dev,
     )
 
 

@@ -83,3 +83,22 @@ def test_hundred_task_synthetic_nevis_runs_end_to_end(tmp_path):
                  "--backbone", "pixels", "--strategy", "nmc", "--out", str(out),
                  "--no-progress"]) == 0
     assert len(json.loads((out / "results.json").read_text())["tasks"]) == 100
+
+
+def test_list_streams_shows_the_domain_incremental_streams(capsys):
+    assert main(["list", "streams"]) == 0
+    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+            if line.startswith("│") and line.split("│")[1].strip()}
+    for name in ("core50", "domain-digits"):
+        assert "domain-incremental" in rows[name]
+
+
+def test_class_counts_known_only_from_data_read_from_data(tmp_path, capsys):
+    assert main(["streams", "show", "nevis-short", "--data-root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    (row,) = [ln for ln in out.splitlines() if "Pascal 2006 (2009)" in ln]
+    assert "from data" in row and " 1 " not in row
+    assert main(["run", "--stream", "nevis-short", "--dry-run", "--data-root", str(tmp_path)]) == 0
+    plan = capsys.readouterr().out
+    assert "  0  COIL 100 (2004)  (100 classes)" in plan  # the year once, as in `streams show`
+    assert "Pascal 2006 (2009)  (classes from data)" in plan and "2004 COIL" not in plan

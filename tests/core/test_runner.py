@@ -5,7 +5,9 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
+import strategies
 import streams
 from cl.cli import main
 from cl.core.runner import Runner
@@ -135,6 +137,8 @@ def test_python_api_matches_the_cli(tmp_path):
     assert result.results["metrics"] == cli["metrics"]
     assert result.results["zero_shot"] == cli["zero_shot"]
     assert json.loads((tmp_path / "api" / "results.json").read_text())["metrics"] == cli["metrics"]
+    # one label whichever way the run started: the registered name, not the class name
+    assert result.results["strategy"] == cli["strategy"] == "finetune"
 
 
 def test_log_flag_adds_tensorboard_next_to_the_run_directory(tmp_path):
@@ -166,3 +170,28 @@ def test_labels_that_do_not_match_the_class_names_are_reported(tmp_path):
                     progress=False)
     with pytest.raises(ValueError, match="mislabelled.*labels in \\[0, 3\\] but 2 class names"):
         runner.run()
+
+
+def test_domain_incremental_nmc_pools_every_session_of_a_class(tmp_path):
+    """In a domain-incremental stream a class keeps one id across sessions: NMC after session t is
+    scikit-learn's NearestCentroid fitted on sessions 0..t (Euclidean, raw pixels)."""
+    from sklearn.neighbors import NearestCentroid
+
+    stream = streams.get("domain-digits", domains=["original", "inverted"])
+    backbone = create_backbone("pixels")
+    result = Runner(stream, strategies.get("nmc", metric="euclidean", normalize=False), backbone,
+                    out_dir=tmp_path / "dd", progress=False).run()
+
+    def xy(ds):
+        x = backbone.encode_images(torch.stack([backbone.preprocess(ds[i][0]) for i in range(len(ds))]))
+        return x.numpy(), np.array([ds[i][1] for i in range(len(ds))])
+
+    train = [xy(t.load_train()) for t in stream]
+    test = [xy(t.load_test()) for t in stream]
+    for t in range(2):
+        X = np.concatenate([x for x, _ in train[: t + 1]])
+        y = np.concatenate([y for _, y in train[: t + 1]])
+        model = NearestCentroid().fit(X, y)
+        for j in range(2):
+            assert result.tracker.matrix[t, j] == pytest.approx(model.score(*test[j]), abs=1e-12)
+    assert result.results["scenario"] == "domain-incremental"

@@ -1,27 +1,40 @@
-"""`cl compare` on real run directories of the offline quickstart (nmc and finetune on split-digits)."""
+"""`cl compare` on real run directories of the offline quickstart: seeds aggregated (mean ± sample
+std, n), strategy options shown, CSV and per-seed rows, metrics a scenario leaves undefined hidden."""
 
+import csv
+import io
 import json
 import shutil
 
 import matplotlib.image
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+from matplotlib.container import BarContainer
 
 from cl.cli import main
-from cl.reporting.compare import compare, figure, format_bytes, load_runs
+from cl.reporting.compare import compare, csv_table, format_bytes, load_runs
+from cl.reporting.compare_plot import figure
 from cl.runtime.integrity import seal
+
+TWO_TASKS = ["--set", "stream.n_tasks=2", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two finished runs: ``nmc`` (no forgetting to speak of) and ``finetune`` (forgets)."""
+    """nmc (seed 0), finetune (seeds 0 and 1: a group of two) and gda at two shrinkages."""
     root = tmp_path_factory.mktemp("runs")
-    out = {}
-    for strategy, extra in (("nmc", []), ("finetune", ["--set", "strategy.epochs=5"])):
-        out[strategy] = root / strategy
-        code = main(["run", "--out", str(out[strategy]), "--no-progress", "--strategy", strategy,
-                     "--cache-dir", str(root / "cache"), *extra])
-        assert code == 0
-    return out
+    specs = {
+        "nmc": ["--strategy", "nmc"],
+        "ft-0": ["--strategy", "finetune", "--set", "strategy.epochs=3", "--seed", "0"],
+        "ft-1": ["--strategy", "finetune", "--set", "strategy.epochs=3", "--seed", "1"],
+        "gda-0.1": ["--strategy", "gda", "--set", "strategy.shrinkage=0.1"],
+        "gda-0.5": ["--strategy", "gda", "--set", "strategy.shrinkage=0.5"],
+    }
+    for name, args in specs.items():
+        assert main(["run", "--out", str(root / name), "--cache-dir", str(root / "cache"),
+                     *TWO_TASKS, *args]) == 0
+    return root
 
 
 def results(run_dir):
@@ -36,74 +49,119 @@ def table_rows(text):
             for ln in lines[2:]]
 
 
-def test_table_has_one_row_per_run_with_metrics_in_percent(runs):
-    rows = table_rows(compare([runs["nmc"], runs["finetune"]]))
-    assert [r["strategy"] for r in rows] == ["nmc", "finetune"]
-    for row, name in zip(rows, ("nmc", "finetune"), strict=True):
-        res = results(runs[name])
-        assert row["run"] == name and row["stream"] == "split-digits" and row["backbone"] == "pixels"
-        assert row["seed"] == "0" and row["tasks"] == "5/5"
-        assert row["avg acc (%)"] == f"{100 * res['metrics']['average_accuracy']:.1f}"
-        assert row["MTIL Transfer (%)"] == f"{100 * res['metrics']['mtil_transfer']:.1f}"
-        assert row["train s"] == f"{sum(c['train_seconds'] for c in res['compute']):.3g}"
-        assert row["memory"] == format_bytes(res["compute"][-1]["memory_bytes"])
-    # the table shows what a reader compares: finetune forgets, nmc does not
-    assert float(rows[1]["forgetting (%)"]) > float(rows[0]["forgetting (%)"]) + 30
+def test_seeds_are_aggregated_to_mean_and_sample_std(runs):
+    rows = table_rows(compare([runs / "ft-0", runs / "ft-1", runs / "nmc"]))
+    assert [(r["strategy"], r["n"], r["seeds"]) for r in rows] == [("finetune", "2", "0,1"),
+                                                                   ("nmc", "1", "0")]
+    ft, nmc = rows
+    for key, header in (("average_accuracy", "avg acc (%)"), ("forgetting", "forgetting (%)")):
+        values = np.array([results(runs / f"ft-{s}")["metrics"][key] for s in (0, 1)])
+        assert values[0] != values[1]  # the seeds really differ
+        assert ft[header] == f"{100 * values.mean():.1f} ± {100 * values.std(ddof=1):.1f}"
+        assert nmc[header] == f"{100 * results(runs / 'nmc')['metrics'][key]:.1f}"  # n = 1: no std
+    seconds = [sum(c["train_seconds"] for c in results(runs / f"ft-{s}")["compute"]) for s in (0, 1)]
+    assert ft["train s"] == f"{np.mean(seconds):.3g}"
+    assert ft["options"] == "epochs=3" and nmc["options"] == "—"
 
 
-def test_cli_writes_markdown_and_plot(runs, tmp_path, capsys):
-    md, png = tmp_path / "cmp" / "table.md", tmp_path / "cmp" / "fig.png"
-    code = main(["compare", str(runs["nmc"]), str(runs["finetune"]), "--out", str(md), "--plot", str(png)])
+def test_two_settings_of_one_strategy_are_two_rows_with_their_options(runs):
+    rows = table_rows(compare([runs / "gda-0.1", runs / "gda-0.5"]))
+    assert [(r["strategy"], r["options"], r["n"]) for r in rows] == [
+        ("gda", "shrinkage=0.1", "1"), ("gda", "shrinkage=0.5", "1")]
+    merged = table_rows(compare([runs / "gda-0.1", runs / "gda-0.5"],
+                                over=("seed", "strategy.shrinkage")))
+    assert len(merged) == 1 and merged[0]["n"] == "2"
+
+
+def test_class_incremental_runs_show_no_mtil_metrics(runs):
+    text = compare([runs / "nmc"])
+    assert "MTIL" not in text and "avg acc (%)" in text
+    assert results(runs / "nmc")["metrics"]["mtil_transfer"] == 0.0  # 0 by construction, hidden
+    fig = figure(load_runs([runs / "nmc", runs / "ft-0"]))
+    bars = fig.axes[0]
+    assert [t.get_text() for t in bars.get_legend().get_texts()] == ["avg acc", "forgetting"]
+    plt.close(fig)
+
+
+def test_per_seed_rows_and_csv_hold_the_same_numbers(runs, tmp_path):
+    text = compare([runs / "ft-0", runs / "ft-1"], per_seed=True)
+    rows = table_rows(text)
+    assert [r["strategy"] for r in rows] == ["finetune", "↳ seed 0", "↳ seed 1"]
+    assert rows[1]["options"] == "ft-0" and rows[2]["options"] == "ft-1"
+    table = list(csv.DictReader(io.StringIO(csv_table(load_runs([runs / "ft-0", runs / "ft-1"]),
+                                                      per_seed=True))))
+    assert [r["row"] for r in table] == ["mean", "seed", "seed"]
+    acc = np.array([results(runs / f"ft-{s}")["metrics"]["average_accuracy"] for s in (0, 1)])
+    assert float(table[0]["average_accuracy_mean"]) == pytest.approx(acc.mean(), abs=1e-15)
+    assert float(table[0]["average_accuracy_std"]) == pytest.approx(acc.std(ddof=1), abs=1e-15)
+    assert [float(r["average_accuracy_mean"]) for r in table[1:]] == pytest.approx(acc.tolist())
+    assert "mtil_transfer_mean" not in table[0]
+
+
+def test_a_directory_of_runs_stands_for_all_of_them(runs):
+    assert len(load_runs([runs])) == 5
+    rows = table_rows(compare([runs]))
+    assert {(r["strategy"], r["n"]) for r in rows} == {("nmc", "1"), ("finetune", "2"),
+                                                      ("gda", "1")}
+
+
+def test_cli_writes_markdown_csv_and_plot(runs, tmp_path, capsys):
+    md, png, table = tmp_path / "cmp" / "table.md", tmp_path / "cmp" / "fig.png", tmp_path / "t.csv"
+    code = main(["compare", str(runs / "ft-0"), str(runs / "ft-1"), str(runs / "nmc"), "--out",
+                 str(md), "--plot", str(png), "--csv", str(table)])
     assert code == 0
     printed = capsys.readouterr().out
     text = md.read_text()
-    assert "| nmc | split-digits | nmc |" in text and "| finetune | split-digits | finetune |" in text
+    assert "| finetune | epochs=3 | split-digits | pixels | 2 | 0,1 |" in text
     assert "![comparison](fig.png)" in text  # the figure is linked relative to the Markdown
     assert text.split("![")[0].strip() in printed
+    assert len(list(csv.DictReader(table.open()))) == 2
     image = matplotlib.image.imread(png)
     assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 400
 
 
-def test_figure_draws_each_run(runs):
-    summaries = load_runs([runs["nmc"], runs["finetune"]])
+def test_figure_draws_group_means_with_std_error_bars(runs):
+    summaries = load_runs([runs / "ft-0", runs / "ft-1", runs / "nmc"])
     fig = figure(summaries)
     bars, scatter = fig.axes
-    assert [t.get_text() for t in bars.get_xticklabels()] == ["nmc", "finetune"]
-    accuracy_bars = bars.containers[0]
-    expected = [100 * results(runs[n])["metrics"]["average_accuracy"] for n in ("nmc", "finetune")]
-    assert [b.get_height() for b in accuracy_bars] == pytest.approx(expected)
-    xs = [c.get_offsets()[0][0] for c in scatter.collections]
-    assert xs == pytest.approx([results(runs[n])["compute"][-1]["memory_bytes"] for n in ("nmc", "finetune")])
-    import matplotlib.pyplot as plt
-
+    accuracy = next(c for c in bars.containers if isinstance(c, BarContainer))
+    ft = np.array([results(runs / f"ft-{s}")["metrics"]["average_accuracy"] for s in (0, 1)])
+    nmc = results(runs / "nmc")["metrics"]["average_accuracy"]
+    assert [b.get_height() for b in accuracy] == pytest.approx([100 * ft.mean(), 100 * nmc])
+    (segments,) = accuracy.errorbar.lines[2]
+    ft_bar, nmc_bar = segments.get_segments()
+    assert abs(ft_bar[1][1] - ft_bar[0][1]) == pytest.approx(2 * 100 * ft.std(ddof=1))
+    assert len(nmc_bar) == 0  # n = 1: no error bar (not a bar of 0)
+    assert "finetune\nepochs=3" in [t.get_text() for t in bars.get_xticklabels()]
+    assert len(scatter.containers) == 2  # one point with its error bar per group
     plt.close(fig)
 
 
 def test_metrics_option_selects_columns(runs, capsys):
-    assert main(["compare", str(runs["nmc"]), "--metrics", "average_accuracy,forgetting"]) == 0
+    assert main(["compare", str(runs / "nmc"), "--metrics", "average_accuracy,forgetting"]) == 0
     header = capsys.readouterr().out.splitlines()[2]
-    assert "avg acc (%)" in header and "forgetting (%)" in header and "MTIL" not in header
-    assert main(["compare", str(runs["nmc"]), "--metrics", "accuracy"]) == 2
+    assert "avg acc (%)" in header and "forgetting (%)" in header and "BWT" not in header
+    assert main(["compare", str(runs / "nmc"), "--metrics", "accuracy"]) == 2
     assert "unknown metric(s) 'accuracy'" in capsys.readouterr().err
 
 
 def test_same_directory_names_get_distinct_labels(runs, tmp_path):
     a, b = tmp_path / "a" / "run", tmp_path / "b" / "run"
-    shutil.copytree(runs["nmc"], a)
-    shutil.copytree(runs["finetune"], b)
+    shutil.copytree(runs / "nmc", a)
+    shutil.copytree(runs / "ft-0", b)
     assert [r.label for r in load_runs([a, b])] == ["a/run", "b/run"]
 
 
 def test_unfinished_run_counts_only_finished_tasks(runs, tmp_path):
     run = tmp_path / "partial"
-    shutil.copytree(runs["finetune"], run)
+    shutil.copytree(runs / "ft-0", run)
     res = results(run)
-    res["status"], res["completed_tasks"] = "failed", 3
+    res["status"], res["completed_tasks"] = "failed", 1
     (run / "results.json").write_text(json.dumps(seal(res)))  # as a failed run writes it
     (row,) = table_rows(compare([run]))
-    assert row["tasks"] == "3/5 (failed)"
-    assert row["train s"] == f"{sum(c['train_seconds'] for c in res['compute'][:3]):.3g}"
-    assert row["memory"] == format_bytes(res["compute"][2]["memory_bytes"])
+    assert row["tasks"] == "1/2 (failed)"
+    assert row["train s"] == f"{res['compute'][0]['train_seconds']:.3g}"
+    assert row["memory"] == format_bytes(res["compute"][0]["memory_bytes"])
 
 
 def test_bad_inputs_are_clear_errors(runs, tmp_path, capsys):
@@ -122,6 +180,6 @@ def test_bad_inputs_are_clear_errors(runs, tmp_path, capsys):
     assert main(["compare", str(broken)]) == 2
     assert "is not a cl run result: it lacks stream" in capsys.readouterr().err
     md = tmp_path / "t.md"
-    assert main(["compare", str(runs["nmc"]), "--plot", str(tmp_path / "f.jpg"), "--out", str(md)]) == 2
+    assert main(["compare", str(runs / "nmc"), "--plot", str(tmp_path / "f.jpg"), "--out", str(md)]) == 2
     assert "must end in .png, .pdf, .svg" in capsys.readouterr().err
     assert not md.exists() and not (tmp_path / "f.jpg").exists()

@@ -34,7 +34,9 @@ def ridge_file(tmp_path: Path) -> Path:
 def test_ridge_example_from_a_file_path(tmp_path, ridge_file):
     results = run_cli(tmp_path / "run", "--strategy", f"{ridge_file}:RidgeStrategy",
                       "--set", "strategy.alpha=0.1")
-    assert results["strategy"] == f"{ridge_file}:RidgeStrategy"
+    # the label is the class name, as for the same class run from Python; the config keeps the spec
+    assert results["strategy"] == "RidgeStrategy"
+    assert results["config"]["strategy"]["name"] == f"{ridge_file}:RidgeStrategy"
     assert results["status"] == "completed"
     A = np.array(results["accuracy_matrix"])
     # closed-form ridge on the statistics of all tasks so far: accurate and barely forgetting

@@ -56,3 +56,34 @@ def test_from_a_native_avalanche_benchmark():
     assert sorted(data.targets) == [0, 0, 1, 1]
     with pytest.raises(ValueError, match="have no class name"):
         from_avalanche(bench, class_names=["a", "b"])
+
+
+def test_domain_incremental_round_trip_keeps_the_shared_label_space():
+    s = streams.get("domain-digits", domains=["original", "inverted"])
+    bench = to_avalanche(s)
+    assert [set(e.classes_in_this_experience) for e in bench.train_stream] == [set(range(10))] * 2
+    assert bench.class_names == [str(c) for c in range(10)]
+    back = from_avalanche(bench)
+    assert back.scenario == "domain-incremental" and back.n_classes == 10
+    assert back.class_offsets == (0, 0)
+    for orig, new in zip(s, back, strict=True):
+        a, b = orig.load("train"), new.load("train")
+        assert [a[i][1] for i in range(len(a))] == [b[i][1] for i in range(len(b))]
+        assert np.array_equal(np.asarray(a[3][0]), np.asarray(b[3][0]))
+
+
+def test_a_native_new_instances_benchmark_reads_as_domain_incremental():
+    from avalanche.benchmarks import ni_benchmark
+    from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+
+    g = torch.Generator().manual_seed(0)
+    ytr, yte = torch.arange(3).repeat(8), torch.arange(3).repeat(2)
+    train = _make_taskaware_tensor_classification_dataset(torch.rand(24, 2, generator=g), ytr)
+    test = _make_taskaware_tensor_classification_dataset(torch.rand(6, 2, generator=g), yte)
+    bench = ni_benchmark(train, test, n_experiences=2, task_labels=False, seed=0,
+                         balance_experiences=True)
+    # avalanche's NI test stream is one experience; pair it with each training experience
+    bench.test_stream = [bench.test_stream[0]] * 2
+    s = from_avalanche(bench, class_names=["x", "y", "z"], name="ni")
+    assert s.scenario == "domain-incremental" and s.n_classes == 3
+    assert [t.class_names for t in s] == [("x", "y", "z")] * 2

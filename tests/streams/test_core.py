@@ -85,3 +85,25 @@ def test_unknown_stream_and_bad_stream_option_are_clear():
         streams.get("split-digits", n_tasks="five")
     with pytest.raises(ValueError, match="divide 10"):
         streams.get("split-digits", n_tasks=3)
+
+
+def test_domain_incremental_tasks_share_one_label_space():
+    tasks = (_task("s0", ("a", "b", "c")), _task("s1", ("a", "b", "c")), _task("s2", ("a", "b", "c")))
+    di = Stream("di", tasks, "domain-incremental")
+    assert di.class_offsets == (0, 0, 0) and di.n_classes == 3
+    for t in range(3):
+        assert di.train_label_space(t).class_ids == (0, 1, 2)
+        for row in (None, 0, 2):
+            assert di.eval_label_space(t, row).class_names == ("a", "b", "c")
+    assert di.task_label_space(range(3)).class_ids == (0, 1, 2)  # shared classes appear once
+    with pytest.raises(ValueError, match="task 't1' has classes.*same class names in the same order"):
+        Stream("bad", (_task("t0", ("a", "b")), _task("t1", ("b", "a"))), "domain-incremental")
+
+
+def test_dev_split_is_loaded_where_a_task_defines_one():
+    task = Task("t", ("a",), list, list, load_dev=lambda: ["dev"])
+    assert task.has_dev and task.load("dev") == ["dev"]
+    with pytest.raises(ValueError, match="no dev split; carve one"):
+        _task("u").load("dev")
+    with pytest.raises(ValueError, match="'train', 'dev' or 'test'"):
+        task.load("val")

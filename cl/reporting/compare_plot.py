@@ -1,0 +1,106 @@
+"""The ``cl compare`` figure: metrics per group with error bars, and accuracy against memory.
+
+Two panels: grouped bars of final average accuracy, forgetting and MTIL Transfer
+(only where the runs' scenarios define them, :data:`cl.core.metrics.SCENARIO_EXCLUDED`)
+per group of runs that differ only by seed, error bars = sample standard
+deviation over seeds; and final average accuracy against the memory carried
+after the last task (the aligned-memory comparison the class-incremental survey
+of Zhou et al., "Deep Class-Incremental Learning: A Survey", asks for).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from cl.reporting.aggregate import group_runs, mean_std
+from cl.reporting.runs import (
+    METRIC_HEADERS,
+    PLOT_FORMATS,
+    RunSummary,
+    defined_value,
+    metric_keys,
+    options_text,
+)
+from cl.runtime.io import atomic_write
+
+#: metrics drawn as grouped bars
+BAR_METRICS: tuple[str, ...] = ("average_accuracy", "forgetting", "mtil_transfer")
+
+
+def figure(runs: Sequence[RunSummary], over: Sequence[str] = ("seed",)) -> Figure:
+    """Grouped bars of :data:`BAR_METRICS` (those defined for the runs' scenarios) per group,
+    error bars = sample std over seeds; and accuracy against carried memory."""
+    groups = group_runs(runs, over)
+    labels = [g.first.strategy + ("" if options_text(g) == "—" else f"\n{options_text(g)}") for g in groups]
+    shown = metric_keys(runs, None)
+    keys = [k for k in BAR_METRICS if k in shown and any(defined_value(r, k) is not None for r in runs)]
+    fig, (bars, scatter) = plt.subplots(1, 2, figsize=(max(8.0, 4 + 1.4 * len(groups)), 4.8),
+                                        gridspec_kw={"width_ratios": [1.4, 1]})
+    x = np.arange(len(groups))
+    width = 0.8 / max(len(keys), 1)
+    for i, key in enumerate(keys):
+        stats = [mean_std([defined_value(r, key) for r in g.runs]) for g in groups]
+        heights = [100 * (m or 0.0) for m, _, _ in stats]
+        errors = [np.nan if s is None else 100 * s for _, s, _ in stats]  # n = 1: no bar
+        bars.bar(x + (i - (len(keys) - 1) / 2) * width, heights, width, yerr=errors, capsize=3,
+                 label=METRIC_HEADERS.get(key, key))
+    few = len(groups) <= 4
+    bars.set_xticks(x, labels, rotation=0 if few else 30, ha="center" if few else "right", fontsize=8)
+    bars.set_ylabel("percent (mean ± std over seeds)")
+    n = sorted({len(g.runs) for g in groups})
+    bars.set_title(f"metrics per group (n = {', '.join(map(str, n))})")
+    if keys:
+        bars.legend(fontsize=8)
+    points = []
+    for g, label in zip(groups, labels, strict=True):
+        m, a = g.value("memory_bytes"), mean_std([r.metrics.get("average_accuracy") for r in g.runs])
+        if m is not None and a[0] is not None:
+            points.append((m, a[0], np.nan if a[1] is None else a[1], label.replace("\n", " ")))
+    largest = max((p[0] for p in points), default=0.0)
+    scale, unit = 1.0, "B"
+    for i, u in enumerate(("B", "KiB", "MiB", "GiB")):
+        if largest >= 1024**i:
+            scale, unit = float(1024**i), u
+    for m, a, s, lab in points:
+        scatter.errorbar([m / scale], [100 * a], yerr=[100 * s], fmt="o", capsize=3)
+        scatter.annotate(lab, (m / scale, 100 * a), textcoords="offset points", xytext=(4, 4),
+                         fontsize=7)
+    if points and min(p[0] for p in points) > 0 and largest > 10 * min(p[0] for p in points):
+        scatter.set_xscale("log")
+    scatter.set_xlabel(f"memory carried after the last task ({unit})")
+    scatter.set_ylabel("average accuracy (%)")
+    scatter.set_title("accuracy vs memory")
+    if not points:
+        scatter.text(0.5, 0.5, "no run recorded memory_bytes", ha="center", va="center",
+                     transform=scatter.transAxes)
+    fig.tight_layout()
+    return fig
+
+
+def write_plot(runs: Sequence[RunSummary], path: str | os.PathLike[str],
+               over: Sequence[str] = ("seed",)) -> Path:
+    """Save :func:`figure` atomically to ``path`` (.png, .pdf or .svg)."""
+    target = Path(path)
+    if target.suffix.lower() not in PLOT_FORMATS:
+        raise ValueError(f"plot file {str(target)!r} must end in {', '.join(PLOT_FORMATS)}.")
+    fig = figure(runs, over)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=target.suffix.lower()[1:], dpi=120)
+    finally:
+        plt.close(fig)
+    atomic_write(target, lambda fh: fh.write(buf.getvalue()))
+    return target
+
+
+__all__ = ["BAR_METRICS", "figure", "write_plot"]

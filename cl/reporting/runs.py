@@ -1,0 +1,216 @@
+"""Run directories as rows: what ``cl compare`` reads from each ``results.json``.
+
+A :class:`RunSummary` holds what was run (stream, strategy, backbone, seed,
+scenario, config), its metrics (definitions in :mod:`cl.core.metrics`) and its
+compute: training seconds and FLOPs summed over tasks (every hyper-parameter
+trial included) and the memory the strategy carries after its last finished
+task. A directory holding run directories (a sweep, ``cl run --seeds``) stands
+for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cl.core.metrics import defined_metrics
+from cl.core.results import RESULTS_FILE, load_results
+from cl.reporting.aggregate import Group, format_value
+
+#: metric key -> short column header (percent points)
+METRIC_HEADERS: dict[str, str] = {
+    "average_accuracy": "avg acc",
+    "average_incremental_accuracy": "avg inc acc",
+    "forgetting": "forgetting",
+    "forgetting_after_training": "forgetting (after training)",
+    "backward_transfer": "BWT",
+    "forward_transfer": "FWT",
+    "mtil_transfer": "MTIL Transfer",
+    "mtil_average": "MTIL Average",
+    "mtil_last": "MTIL Last",
+    "nevis_average_error": "NEVIS avg error",
+}
+PLOT_FORMATS: tuple[str, ...] = (".png", ".pdf", ".svg")
+_REQUIRED_KEYS = ("stream", "strategy", "backbone", "seed", "tasks", "completed_tasks", "metrics",
+                  "compute")
+
+
+@dataclass
+class RunSummary:
+    """One run, reduced to a table row.
+
+    Attributes
+    ----------
+    label : str
+        Short name of the run (its directory name, made unique).
+    path : Path
+    stream, strategy, backbone, status : str
+    seed : int
+    completed, n_tasks : int
+        Tasks finished, tasks in the stream.
+    metrics : dict of str to float or None
+        Fractions in [0, 1] (``None``: undefined or missing).
+    train_seconds, train_flops : float or None
+        Summed over tasks (``None``: no task recorded it).
+    memory_bytes : float or None
+        What the strategy carries after the last finished task.
+    scenario : str or None
+    config : dict or None
+        The run's resolved config (None for runs started from Python without one).
+    """
+
+    label: str
+    path: Path
+    stream: str
+    strategy: str
+    backbone: str
+    seed: int
+    status: str
+    completed: int
+    n_tasks: int
+    metrics: dict[str, float | None] = field(default_factory=dict)
+    train_seconds: float | None = None
+    train_flops: float | None = None
+    memory_bytes: float | None = None
+    scenario: str | None = None
+    config: dict[str, Any] | None = None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _total(compute: list[dict[str, Any]], key: str) -> float | None:
+    values = [v for c in compute if (v := _number(c.get(key))) is not None]
+    return float(sum(values)) if values else None
+
+
+def summarize_run(results: dict[str, Any], path: str | os.PathLike[str], label: str | None = None) -> RunSummary:
+    """Reduce one ``results.json`` dict to a :class:`RunSummary`.
+
+    Raises
+    ------
+    ValueError
+        When ``results`` lacks a key every run directory has (not a ``cl run`` result).
+    """
+    missing = [k for k in _REQUIRED_KEYS if k not in results]
+    if missing:
+        raise ValueError(
+            f"{str(Path(path) / 'results.json')!r} is not a cl run result: it lacks "
+            f"{', '.join(missing)}."
+        )
+    compute = list(results["compute"])
+    n_tasks = len(results["tasks"])
+    completed = int(results["completed_tasks"])
+    last = compute[completed - 1] if 0 < completed <= len(compute) else {}
+    return RunSummary(
+        label=label or Path(path).name,
+        path=Path(path),
+        stream=str(results["stream"]),
+        strategy=str(results["strategy"]),
+        backbone=str(results["backbone"]),
+        seed=int(results["seed"]),
+        status=str(results.get("status", "unknown")),
+        completed=completed,
+        n_tasks=n_tasks,
+        metrics={k: _number(v) for k, v in results["metrics"].items()},
+        train_seconds=_total(compute[:completed], "train_seconds"),
+        train_flops=_total(compute[:completed], "train_flops"),
+        memory_bytes=_number(last.get("memory_bytes")),
+        scenario=results.get("scenario"),
+        config=results.get("config"),
+    )
+
+
+def _labels(paths: Sequence[Path]) -> list[str]:
+    """Directory names, or longer path tails where two names collide."""
+    labels = [p.name or str(p) for p in paths]
+    depth = 1
+    while len(set(labels)) < len(labels) and depth < 8:
+        depth += 1
+        labels = ["/".join(p.resolve().parts[-depth:]) for p in paths]
+    return labels if len(set(labels)) == len(labels) else [str(p) for p in paths]
+
+
+def expand_run_dirs(directory: Path) -> list[Path]:
+    """``directory`` itself when it is a run directory, else the run directories below it
+    (a sweep, ``cl run --seeds``), sorted; ``[directory]`` when there are none (so that
+    loading it reports what is missing)."""
+    if (directory / RESULTS_FILE).is_file():
+        return [directory]
+    found = sorted(p.parent for p in directory.rglob(RESULTS_FILE))
+    return found or [directory]
+
+
+def load_runs(run_dirs: Sequence[str | os.PathLike[str]], *,
+              allow_modified: bool = False) -> list[RunSummary]:
+    """Read and summarize every run directory, in the order given (``allow_modified``: accept
+    a ``results.json`` that fails its checksum, see :func:`cl.core.results.load_results`).
+
+    A directory without ``results.json`` that holds run directories (a sweep
+    directory, the parent of ``cl run --seeds`` runs) stands for all of them.
+
+    Raises
+    ------
+    ValueError
+        No run directory given.
+    FileNotFoundError
+        A directory without ``results.json`` (see :func:`cl.core.results.load_results`).
+    """
+    if not run_dirs:
+        raise ValueError("cl compare needs at least one run directory.")
+    paths: list[Path] = []
+    for d in map(Path, run_dirs):
+        if not d.is_dir():
+            raise FileNotFoundError(f"{str(d)!r} is not a directory; pass run directories written by cl run.")
+        paths.extend(expand_run_dirs(d))
+    return [summarize_run(load_results(p, allow_modified=allow_modified), p, label)
+            for p, label in zip(paths, _labels(paths), strict=True)]
+
+
+def metric_keys(runs: Sequence[RunSummary], metrics: Sequence[str] | None) -> list[str]:
+    """Metric keys to show: those some run has and its scenario defines (or ``metrics``)."""
+    present: list[str] = []
+    for run in runs:
+        present.extend(k for k in run.metrics if k not in present)
+    if metrics is not None:
+        unknown = [m for m in metrics if m not in present]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {', '.join(map(repr, unknown))}; "
+                             f"the runs have: {', '.join(present)}.")
+        return list(metrics)
+    defined = set()
+    for run in runs:
+        defined.update(defined_metrics(run.scenario, list(run.metrics)))
+    return [k for k in present if k in defined]
+
+
+def format_bytes(n: float | None) -> str:
+    """``1536 -> "1.5 KiB"``; ``None -> "—"``."""
+    if n is None:
+        return "—"
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    i = 0
+    while abs(n) >= 1024 and i < len(units) - 1:
+        n /= 1024
+        i += 1
+    return f"{n:.0f} B" if i == 0 else f"{n:.1f} {units[i]}"
+
+
+def defined_value(run: RunSummary, key: str) -> float | None:
+    """The run's metric, None where its scenario leaves it undefined."""
+    return run.metrics.get(key) if defined_metrics(run.scenario, [key]) else None
+
+
+def options_text(group: Group) -> str:
+    return ", ".join(f"{k}={format_value(v)}" for k, v in group.options().items()) or "—"
+
+
+__all__ = ["METRIC_HEADERS", "PLOT_FORMATS", "RunSummary", "defined_value", "expand_run_dirs",
+           "format_bytes", "load_runs", "metric_keys", "options_text", "summarize_run"]

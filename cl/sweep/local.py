@@ -1,0 +1,150 @@
+"""Runs of a sweep as local processes, ``jobs`` at a time (``cl sweep --jobs N``).
+
+Each run is one process, ``python -m cl run --resume RUN_DIR`` (or, with
+``procs_per_run > 1``, ``python -m torch.distributed.run --standalone
+--nproc_per_node=N -m cl run --resume RUN_DIR``, the torchrun path of a single
+multi-GPU run), its output in ``RUN_DIR/sweep.log``. ``--resume`` reads the
+run's ``config.toml``, written by the sweep before launching, and continues
+after the last checkpointed task, so a rerun of a killed run picks up where it
+stopped.
+
+Resources: every process gets ``OMP_NUM_THREADS = cpu_count // jobs`` (unless
+set), and with ``gpus_per_run = G`` the process in slot ``k`` sees GPUs
+``k·G … k·G+G−1`` of ``CUDA_VISIBLE_DEVICES`` (or of ``0..``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from cl.runtime.io import atomic_write_text
+from cl.sweep.index import LOG_FILE, exit_message, log_tail, run_state, write_job
+from cl.sweep.progress import Progress
+from cl.sweep.spec import PlannedRun
+
+POLL_SECONDS = 0.2
+
+
+def run_command(run_dir: str | os.PathLike[str], procs_per_run: int = 1) -> list[str]:
+    """The command that runs (or resumes) the run in ``run_dir``."""
+    cl_run = ["-m", "cl", "run", "--resume", str(Path(run_dir).resolve()), "--no-progress"]
+    if procs_per_run > 1:
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc_per_node={procs_per_run}", *cl_run]
+    return [sys.executable, *cl_run]
+
+
+def prepare(run: PlannedRun) -> None:
+    """Create the run directory and write its ``config.toml`` (the settings ``--resume`` reads)."""
+    run.dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run.dir / "config.toml", run.config.to_toml())
+
+
+def _gpus(slot: int, per_run: int) -> str:
+    visible = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g.strip()]
+    pool = visible or [str(i) for i in range((slot + 1) * per_run)]
+    return ",".join(pool[slot * per_run:(slot + 1) * per_run])
+
+
+@dataclass
+class _Active:
+    run: PlannedRun
+    process: subprocess.Popen
+    slot: int
+    log: IO[bytes]
+
+
+class LocalPool:
+    """Run sweep runs as local processes.
+
+    Parameters
+    ----------
+    jobs : int
+        Processes at once.
+    procs_per_run : int
+        torchrun processes per run (1: a plain ``cl run``).
+    gpus_per_run : int
+        GPUs each run sees (0: leave ``CUDA_VISIBLE_DEVICES`` alone).
+    """
+
+    def __init__(self, jobs: int = 1, procs_per_run: int = 1, gpus_per_run: int = 0) -> None:
+        if jobs < 1 or procs_per_run < 1 or gpus_per_run < 0:
+            raise ValueError(f"jobs and procs_per_run must be >= 1 and gpus_per_run >= 0, got "
+                             f"{jobs}, {procs_per_run}, {gpus_per_run}.")
+        self.jobs, self.procs_per_run, self.gpus_per_run = jobs, procs_per_run, gpus_per_run
+
+    def _env(self, slot: int) -> dict[str, str]:
+        env = dict(os.environ)
+        threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.setdefault(var, threads)
+        if self.gpus_per_run:
+            env["CUDA_VISIBLE_DEVICES"] = _gpus(slot, self.gpus_per_run)
+        return env
+
+    def _start(self, run: PlannedRun, slot: int) -> _Active:
+        prepare(run)
+        log = (run.dir / LOG_FILE).open("ab")
+        process = subprocess.Popen(run_command(run.dir, self.procs_per_run), stdout=log,
+                                   stderr=subprocess.STDOUT, env=self._env(slot),
+                                   start_new_session=True)
+        write_job(run.dir, state="running", pid=process.pid, started=time.time(), finished=None,
+                  returncode=None, error=None, executor="local")
+        return _Active(run, process, slot, log)
+
+    def _finish(self, active: _Active, returncode: int) -> str | None:
+        active.log.close()
+        error = None if returncode == 0 else exit_message(returncode, log_tail(active.run.dir))
+        write_job(active.run.dir, state="exited", returncode=returncode, finished=time.time(),
+                  error=error)
+        return error
+
+    def run(self, runs: Sequence[PlannedRun], progress: Progress) -> None:
+        """Run ``runs`` (in order, ``jobs`` at a time), reporting to ``progress``.
+
+        On ``KeyboardInterrupt`` the running processes are terminated (their runs
+        resume on the next invocation) and the interrupt is re-raised.
+        """
+        queue = list(runs)
+        active: dict[str, _Active] = {}
+        free = list(range(self.jobs))
+        try:
+            while queue or active:
+                while queue and free:
+                    run = queue.pop(0)
+                    progress.started(run)
+                    active[run.id] = self._start(run, free.pop(0))
+                for run_id, entry in list(active.items()):
+                    returncode = entry.process.poll()
+                    if returncode is None:
+                        continue
+                    error = self._finish(entry, returncode)
+                    del active[run_id]
+                    free.append(entry.slot)
+                    free.sort()
+                    progress.finished(entry.run, None if error is None else
+                                      progress_error(entry.run.dir, error))
+                progress.poll([a.run for a in active.values()])
+                time.sleep(POLL_SECONDS)
+        except KeyboardInterrupt:
+            for entry in active.values():
+                entry.process.terminate()
+            for entry in active.values():
+                self._finish(entry, entry.process.wait())
+            raise
+
+
+def progress_error(run_dir: Path, fallback: str) -> str:
+    """The run's own error (``results.json``) when it wrote one, else ``fallback``."""
+    own = run_state(run_dir).error
+    return f"{own} ({fallback.split(':', 1)[0]})" if own else fallback
+
+
+__all__ = ["LocalPool", "prepare", "progress_error", "run_command"]

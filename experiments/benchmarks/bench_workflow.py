@@ -1,0 +1,103 @@
+"""Research workflow at scale, measured side by side in one run.
+
+1. ``cl sweep`` of a 2×2 grid (finetune on split-digits, ``strategy.epochs`` × seed)
+   with the local executor at ``--jobs 1`` and at ``--jobs 2``: wall time of the
+   whole sweep, its ratio, and the peak resident memory of the largest run process.
+2. The NEVIS'22 protocol: the same finetune run with ``protocol.hp_trials=1`` and
+   ``=4`` (in this process): wall time, ``train_flops`` and ``examples_seen`` per
+   task and their ratios (the compute of every trial is the task's: 4 trials
+   should cost 4× the training compute of one).
+
+Usage::
+
+    python experiments/benchmarks/bench_workflow.py
+    python experiments/benchmarks/bench_workflow.py --epochs 10 --tasks 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SWEEP = """
+[stream]
+name = "split-digits"
+n_tasks = {tasks}
+
+[strategy]
+name = "finetune"
+
+[sweep]
+out = "{out}"
+seeds = [0, 1]
+
+[sweep.grid]
+"strategy.epochs" = [{epochs}, {epochs_plus}]
+"""
+
+
+def sweep_seconds(root: Path, jobs: int, tasks: int, epochs: int) -> float:
+    """Wall time of a fresh 2×2 sweep with ``jobs`` processes at once."""
+    config = root / f"jobs{jobs}.toml"
+    config.write_text(SWEEP.format(tasks=tasks, out=root / f"sweep-{jobs}", epochs=epochs,
+                                   epochs_plus=epochs + 1))
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "cl", "sweep", str(config), "--jobs", str(jobs)],
+                          capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"sweep --jobs {jobs} failed:\n{done.stdout}\n{done.stderr}")
+    return seconds
+
+
+def protocol_run(root: Path, trials: int, tasks: int, epochs: int) -> tuple[float, dict]:
+    """Wall time and results of a finetune run with ``trials`` hyper-parameter trials per task."""
+    from cl.cli import main
+
+    out = root / f"hp{trials}-epochs{epochs}"
+    start = time.perf_counter()
+    code = main(["run", "--strategy", "finetune", "--set", f"strategy.epochs={epochs}",
+                 "--set", f"stream.n_tasks={tasks}", "--set", f"protocol.hp_trials={trials}",
+                 "--out", str(out), "--no-progress"])
+    seconds = time.perf_counter() - start
+    if code != 0:
+        raise RuntimeError(f"protocol run with {trials} trials failed")
+    return seconds, json.loads((out / "results.json").read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=2, help="split-digits tasks (divides 10)")
+    parser.add_argument("--epochs", type=int, default=5, help="finetune epochs per task")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        one = sweep_seconds(root, 1, args.tasks, args.epochs)
+        two = sweep_seconds(root, 2, args.tasks, args.epochs)
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest child
+        print(f"sweep 2x2 ({args.tasks} tasks, finetune {args.epochs}/{args.epochs + 1} epochs × "
+              f"seeds 0, 1), local executor:")
+        print(f"  --jobs 1: {one:6.1f} s   --jobs 2: {two:6.1f} s   speed-up {one / two:.2f}x   "
+              f"peak RSS of the largest process (the sweep itself or a run) {peak:.0f} MiB")
+        protocol_run(root, 1, args.tasks, 1)  # warm imports and caches before timing
+        t1, r1 = protocol_run(root, 1, args.tasks, args.epochs)
+        t4, r4 = protocol_run(root, 4, args.tasks, args.epochs)
+        print(f"NEVIS'22 protocol, finetune {args.epochs} epochs, {args.tasks} tasks:")
+        print(f"  hp_trials=1: {t1:6.1f} s   hp_trials=4: {t4:6.1f} s   ratio {t4 / t1:.2f}x")
+        for t, (c1, c4) in enumerate(zip(r1["compute"], r4["compute"], strict=True)):
+            print(f"  task {t}: train_flops {c1['train_flops']:.4g} -> {c4['train_flops']:.4g} "
+                  f"({c4['train_flops'] / c1['train_flops']:.3f}x), examples_seen "
+                  f"{c1['examples_seen']:.0f} -> {c4['examples_seen']:.0f} "
+                  f"({c4['examples_seen'] / c1['examples_seen']:.3f}x), train_seconds "
+                  f"{c1['train_seconds']:.2f} -> {c4['train_seconds']:.2f}")
+        print(f"  peak RSS of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
