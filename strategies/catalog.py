@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from cl.core.strategy import Strategy
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", "strategies")
-for _name, _target in (
+for _name, _target, *_reserved in (  # reserved: filled by the library (the run's data root)
     ("zeroshot", "heads.zeroshot:ZeroShotStrategy"),
     ("nmc", "heads.nmc:NMCStrategy"),
     ("gda", "heads.gda:GDAStrategy"),
@@ -27,8 +27,14 @@ for _name, _target in (
     ("finetune", "finetune:Finetune"),
     ("lora", "lora.plain:LoRA"),
     ("codyra", "lora.codyra:RankSelectiveLoRA"),
+    ("clip-finetune", "adaptation.finetune:CLIPFinetune"),
+    ("lwf", "adaptation.finetune:LwF"),
+    ("wise-ft", "adaptation.finetune:WiseFT"),
+    ("zscl", "adaptation.zscl:ZSCL", "data_root"),
+    ("moe-adapters", "adaptation.moe_adapters:MoEAdapters", "data_root"),
+    ("slca", "adaptation.slca_strategy:SLCA"),
 ):
-    STRATEGIES.register(_name, f"strategies.{_target}")
+    STRATEGIES.register(_name, f"strategies.{_target}", reserved=tuple(_reserved))
 
 PLUGINS: Registry[Plugin] = Registry("plugin")
 """Plugins attachable by name (``--plugin NAME``, ``[plugins.NAME]`` in a config)."""

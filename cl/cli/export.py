@@ -67,6 +67,10 @@ def export_run(run_dir: str | Path, to: str | Path) -> tuple[Path, int, str]:
             f"strategy {config.strategy!r} does not change its backbone, so the run's model is "
             f"the base backbone {config.backbone!r} itself; there is nothing to export."
         )
+    if not getattr(strategy, "exportable", True):
+        raise ValueError(
+            f"strategy {config.strategy!r} adds modules open_clip does not have (experts, a "
+            "linear head), so its model cannot be written as a plain open_clip checkpoint.")
     state = CheckpointStore(run_dir).load_latest(quarantine=False)
     if state is None:
         raise FileNotFoundError(

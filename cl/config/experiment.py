@@ -124,7 +124,12 @@ def plan(config: RunConfig, *, require: bool = True, build: bool = True) -> Plan
     checks: dict[str, str] = {}
     protocol = Protocol.from_dict(config.protocol)
     if build:
-        strategy: Strategy | None = strategies.get(config.strategy, **config.strategy_options)
+        extra_strategy = {}
+        if config.strategy in strategies.STRATEGIES and \
+                "data_root" in strategies.STRATEGIES.entry(config.strategy).reserved:
+            extra_strategy["data_root"] = config.data_root  # e.g. zscl's reference set
+        strategy: Strategy | None = strategies.get(config.strategy, **config.strategy_options,
+                                                   **extra_strategy)
         if protocol.active:
             protocol.space(strategy, config.strategy)  # a strategy without searchable options fails
         plugins = build_plugins(config)

@@ -12,8 +12,9 @@ How work is split so that metrics equal a single-process run:
 - **evaluation**: each rank scores its strided shard of the test split; the
   correct/total counts are summed with ``all_reduce`` (integers: exact);
 - **training**: feature strategies train on the gathered features on every rank
-  (identical, cheap); image strategies split each global minibatch across ranks
-  and average gradients with ``DistributedDataParallel``;
+  (identical, cheap); image strategies split each global minibatch across ranks,
+  weight each rank's mean loss by its share of the batch and sum the gradients
+  (:func:`all_reduce_gradients`);
 - **files**: only rank 0 writes (checkpoints, results, reports, cache).
 """
 
@@ -100,34 +101,32 @@ class ShardedBatchSampler(Sampler[list[int]]):
         return len(self.batches)
 
 
-def global_mean_loss(local_mean: torch.Tensor, local_count: int, total: int,
-                     anchor: torch.Tensor) -> torch.Tensor:
-    """Rescale a rank's mean loss so that DDP's gradient average is the global batch mean.
+def all_reduce_gradients(params: list[torch.Tensor]) -> None:
+    """Sum the gradients of ``params`` over ranks, in place (no-op in a single process).
 
-    DDP averages gradients over ranks; with ``b_r`` examples on rank r and
-    ``B = Σ b_r``, backpropagating ``mean_r · b_r · N / B`` on each rank gives
-    ``(1/B) Σ_all ℓ``, the single-process gradient, also for unequal or empty
-    shards (``total`` = B, from :func:`sum_counts`). ``anchor`` (any output of the
-    model on this rank) keeps the graph connected when the shard is empty. Exact for
-    per-example losses; a loss coupling the examples of a batch (CLIP's text→image
-    term) is only approximated.
+    For a per-example loss whose mean over rank r's ``b_r`` examples is weighted by
+    ``b_r / B`` (``B = Σ b_r``, from :func:`sum_counts`), the sum is the single-process
+    gradient of the global batch mean, also for unequal or empty shards. A parameter
+    without a gradient on a rank counts as zero there, so modules that a rank did not
+    use in this step (mixture-of-experts routing) need no special handling; all ranks
+    must pass the same parameters in the same order. Gradients travel flattened in
+    one buffer per dtype.
     """
-    if local_count == 0:
-        return anchor.sum() * 0.0
-    return local_mean * (local_count * world_size() / total)
-
-
-def wrap_ddp(model: torch.nn.Module) -> torch.nn.Module | None:
-    """``DistributedDataParallel(model)`` when distributed (``None`` otherwise)."""
     if world_size() == 1:
-        return None
-    from torch.nn.parallel import DistributedDataParallel
-
-    device_ids = None
-    param = next(model.parameters())
-    if param.device.type == "cuda":
-        device_ids = [param.device.index]
-    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=True)
+        return
+    by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        by_dtype.setdefault(p.grad.dtype, []).append(p)
+    for group in by_dtype.values():
+        flat = torch.cat([p.grad.reshape(-1) for p in group])
+        dist.all_reduce(flat)
+        start = 0
+        for p in group:
+            n = p.grad.numel()
+            p.grad.copy_(flat[start:start + n].view_as(p.grad))
+            start += n
 
 
 def gather_strided(part: torch.Tensor, total: int) -> torch.Tensor:

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from strategies.lora.base import clip_loss
+from strategies.adaptation.clip_objective import clip_loss
 
 
 def classification_loss(

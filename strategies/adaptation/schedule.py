@@ -1,14 +1,20 @@
-"""The learning rate of the ZSCL and MoE-Adapters reference runs: linear warm-up, cosine decay.
+"""Learning-rate factors per optimiser step: cosine, and linear warm-up then cosine.
 
-Both references (built on WiSE-FT's code) call ``utils.cosine_lr(optimizer, lr,
+:func:`cosine_factor` is LoRA's and CoDyRA's schedule. The ZSCL and MoE-Adapters
+references (built on WiSE-FT's code) call ``utils.cosine_lr(optimizer, lr,
 warmup_length=100, steps=iterations)`` and set the rate before every step
-(ZSCL ``mtil/src/utils.py`` l. 9–32; MoE-Adapters the same file). Our LoRA's
-:func:`strategies.lora.base.cosine_factor` is the same curve without warm-up.
+(ZSCL ``mtil/src/utils.py`` l. 9–32; MoE-Adapters the same file):
+:func:`warmup_cosine_factor`, the same curve after a warm-up.
 """
 
 from __future__ import annotations
 
 import math
+
+
+def cosine_factor(iteration: int, total: int) -> float:
+    """Learning-rate factor ``½(1 + cos(π·i/T))`` (cosine schedule, no warm-up, as the reference)."""
+    return 0.5 * (1.0 + math.cos(math.pi * iteration / total))
 
 
 def warmup_cosine_factor(step: int, total: int, warmup: int) -> float:

@@ -2,8 +2,9 @@
 
 As peft's ``LoraConfig``: one frozen dataclass holds a strategy's
 hyper-parameters and ``__post_init__`` rejects bad values with a message
-naming them. :class:`LoraOptions` is shared by ``lora`` and ``codyra`` (and by
-any strategy that trains open_clip through
+naming them. :class:`LoraOptions` (the training options of
+:class:`~strategies.adaptation.options.TrainingOptions` plus placement and rank) is
+shared by ``lora`` and ``codyra`` (and by any strategy that trains open_clip through
 :class:`~strategies.lora.base.MergedAdapterStrategy`); :class:`CoDyRAOptions`
 adds CoDyRA's sparsity schedule. The fields *are* the strategies' options for
 config files and ``--set`` (see :func:`cl.config.options.options_schema`).
@@ -17,9 +18,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from strategies.adaptation.options import (
+    TrainingOptions,
+    check_positive_int,
+    checked_betas,
+    towers_of,
+)
+
 TARGETS: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "out_proj", "c_fc", "c_proj")
 """Linears of an open_clip residual block that may carry an adapter."""
-ENCODERS: tuple[str, ...] = ("vision", "text", "both")
 
 
 def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
@@ -40,15 +47,8 @@ def check_targets(targets: Sequence[str]) -> tuple[str, ...]:
     return tuple(t for t in TARGETS if t in targets)
 
 
-def towers_of(encoders: str) -> tuple[str, ...]:
-    """``"both"`` → ("vision", "text"); ``ValueError`` for another value."""
-    if encoders not in ENCODERS:
-        raise ValueError(f"encoders must be one of {list(ENCODERS)}, got {encoders!r}.")
-    return ("vision", "text") if encoders == "both" else (encoders,)
-
-
 @dataclass(frozen=True, kw_only=True)
-class LoraOptions:
+class LoraOptions(TrainingOptions):
     """Hyper-parameters of adapters trained per task on images and merged after it.
 
     Attributes
@@ -91,21 +91,13 @@ class LoraOptions:
     amp: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("rank", "iterations", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        check_positive_int("rank", self.rank)
+        super().__post_init__()
         towers_of(self.encoders)
         object.__setattr__(self, "targets", check_targets(self.targets))
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}.")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}.")
         if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}.")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}.")
-        object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))
+        object.__setattr__(self, "betas", checked_betas(self.betas))
 
 
 @dataclass(frozen=True, kw_only=True)
