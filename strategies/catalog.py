@@ -27,6 +27,10 @@ for _name, _target in (
     ("finetune", "finetune:Finetune"),
     ("lora", "lora.plain:LoRA"),
     ("codyra", "lora.codyra:RankSelectiveLoRA"),
+    ("contrastive-ft", "imagetext.base:ContrastiveFinetune"),
+    ("er-contrastive", "imagetext.replay:ERContrastive"),
+    ("mod-x", "imagetext.modx:ModX"),
+    ("ctp", "imagetext.ctp:CTP"),
 ):
     STRATEGIES.register(_name, f"strategies.{_target}")
 
