@@ -78,3 +78,19 @@ def caption_stream():
         return image_text_stream(name, tasks, scenario)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def registered_captions(caption_stream):
+    """``shapes-captions`` registered as a stream, so ``cl run --stream shapes-captions`` works."""
+    import streams
+
+    def shapes_captions(*, n_tasks: int = 2, n_train: int = 16, n_test: int = 8,
+                        scenario: str = "task-incremental", categories: bool = False):
+        return caption_stream(n_tasks, n_train=n_train, n_test=n_test, scenario=scenario,
+                              categories=categories)
+
+    if "shapes-captions" not in streams.STREAMS:
+        streams.STREAMS.register("shapes-captions", shapes_captions,
+                                 description="generated image-text test stream")
+    return "shapes-captions"

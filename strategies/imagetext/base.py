@@ -124,6 +124,7 @@ class PairBatches:
                              f"batch_size={batch_size}; lower batch_size.")
         self.batch_size, self.caption, self.generator = batch_size, caption, generator
         self.num_workers = num_workers
+        self.counts = torch.tensor([len(c) for part in self.pairs.parts for c in part.captions])
 
     @property
     def steps_per_epoch(self) -> int:
@@ -131,16 +132,16 @@ class PairBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[str]]]:
         while True:
+            # one caption per pair and epoch, drawn before the epoch's batches, so that every
+            # rank draws the same numbers whatever share of the batch it loads
+            if self.caption == "first":
+                chosen = torch.zeros(len(self.counts), dtype=torch.long)
+            else:
+                chosen = (torch.rand(len(self.counts), generator=self.generator) * self.counts).long()
             for images, index in loader(self.pairs, batch_size=self.batch_size, shuffle=True,
                                         generator=self.generator, num_workers=self.num_workers,
                                         drop_last=True, shard=True):
-                yield images, [self._caption(int(i)) for i in index]
-
-    def _caption(self, index: int) -> str:
-        captions = self.pairs.captions(index)
-        if self.caption == "first" or len(captions) == 1:
-            return captions[0]
-        return captions[int(torch.randint(len(captions), (1,), generator=self.generator))]
+                yield images, [self.pairs.captions(int(i))[int(chosen[i])] for i in index]
 
 
 class ContrastiveFinetune(Strategy):

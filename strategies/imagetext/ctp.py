@@ -76,9 +76,12 @@ class CTP(ContrastiveFinetune):
     def _begin_task(self, model: nn.Module, ctx: Context) -> None:
         device = next(model.parameters()).device
         if self.queue_ is None:
-            dim = int(self._backbone.embed_dim)
-            self.queue_ = FeatureQueue(self.options.queue_size, dim, generator=ctx.generator)
-            if self._queue_state is not None:
+            dim, restored = int(self._backbone.embed_dim), self._queue_state is not None
+            # a restored queue draws nothing from the task's generator (a resumed run must
+            # shuffle as the uninterrupted one)
+            generator = torch.Generator().manual_seed(0) if restored else ctx.generator
+            self.queue_ = FeatureQueue(self.options.queue_size, dim, generator=generator)
+            if restored:
                 self.queue_.load_state_dict(self._queue_state)
                 self._queue_state = None
         self.queue_.to(device)
@@ -102,7 +105,7 @@ class CTP(ContrastiveFinetune):
             momentum_text = self._momentum.encode_text(tokens, normalize=True).float()
         terms["momentum_contrast"] = momentum_contrast_loss(
             image, text, momentum_image, momentum_text, self.queue_.image, self.queue_.text,
-            temperature=o.temperature)
+            temperature=o.temperature, rank=rank, world_size=world)
         if self._reference is not None:
             with torch.no_grad():
                 ref_image = self._reference.encode_image(images, normalize=True).float()

@@ -61,8 +61,9 @@ class ContrastiveOptions:
         CLIP's learned logit scale is clamped to ``[1, logit_scale_max]`` after each step
         (Mod-X and open_clip: 100).
     caption : {"random", "first"}
-        Caption of an image in a step: drawn at random among its captions (Mod-X's
-        ``random.choice``) or always the first.
+        Caption of an image: drawn uniformly among its captions anew in every epoch (each
+        pair is seen once per epoch, as Mod-X's ``random.choice`` per fetch), or always the
+        first.
     amp : bool
         bf16 autocast on CUDA (ignored on CPU).
     """
