@@ -50,7 +50,7 @@ from strategies.lora.base import prompts
 from streams.core import LabelSpace
 from streams.imagetext.dataset import ImageTextDataset
 
-__all__ = ["ContrastiveFinetune", "PairBatches", "lr_factor"]
+__all__ = ["ContrastiveFinetune", "PairBatches", "full_precision", "lr_factor"]
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float = 0.0) -> float:
@@ -69,6 +69,11 @@ def lr_factor(step: int, total: int, warmup: int, min_ratio: float = 0.0) -> flo
         return step / warmup
     progress = (step - warmup) / max(1, total - warmup)
     return min_ratio + (1.0 - min_ratio) * max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def full_precision(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when autocast made it half precision, else as it is (float64 stays)."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class _Indexed(Dataset):
@@ -292,7 +297,8 @@ class ContrastiveFinetune(Strategy):
                         scale = model.logit_scale.exp()
                     else:  # through DDP's forward so gradients are averaged across ranks
                         image, text, scale = ddp(image=x, text=tokens)[:3]
-                    terms = self._terms(model, x, tokens, image.float(), text.float(), scale.float())
+                    terms = self._terms(model, x, tokens, full_precision(image),
+                                        full_precision(text), full_precision(scale))
                 loss = sum(terms.values())
                 if not torch.isfinite(loss):
                     raise FloatingPointError(

@@ -36,7 +36,7 @@ from torch import nn
 
 from cl.core.strategy import Context
 from cl.runtime import distributed
-from strategies.imagetext.base import ContrastiveFinetune
+from strategies.imagetext.base import ContrastiveFinetune, full_precision
 from strategies.imagetext.losses import (
     clip_loss,
     momentum_contrast_loss,
@@ -101,15 +101,15 @@ class CTP(ContrastiveFinetune):
             else:
                 compatible_momentum_update(self._momentum, model, self._reference,
                                            momentum=o.momentum)
-            momentum_image = self._momentum.encode_image(images, normalize=True).float()
-            momentum_text = self._momentum.encode_text(tokens, normalize=True).float()
+            momentum_image = full_precision(self._momentum.encode_image(images, normalize=True))
+            momentum_text = full_precision(self._momentum.encode_text(tokens, normalize=True))
         terms["momentum_contrast"] = momentum_contrast_loss(
             image, text, momentum_image, momentum_text, self.queue_.image, self.queue_.text,
             temperature=o.temperature, rank=rank, world_size=world)
         if self._reference is not None:
             with torch.no_grad():
-                ref_image = self._reference.encode_image(images, normalize=True).float()
-                ref_text = self._reference.encode_text(tokens, normalize=True).float()
+                ref_image = full_precision(self._reference.encode_image(images, normalize=True))
+                ref_text = full_precision(self._reference.encode_text(tokens, normalize=True))
             terms["topology"] = topology_preservation_loss(
                 image, text, ref_image, ref_text, temperature=o.temperature, rank=rank,
                 world_size=world)

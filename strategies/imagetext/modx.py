@@ -25,7 +25,7 @@ from torch import nn
 
 from cl.core.strategy import Context
 from cl.runtime import distributed
-from strategies.imagetext.base import ContrastiveFinetune
+from strategies.imagetext.base import ContrastiveFinetune, full_precision
 from strategies.imagetext.losses import modx_distillation_loss
 from strategies.imagetext.options import ModXOptions
 
@@ -56,8 +56,8 @@ class ModX(ContrastiveFinetune):
                image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor]:
         terms = super()._terms(model, images, tokens, image, text, scale)
         with torch.no_grad():
-            old_image = self._old.encode_image(images, normalize=True).float()
-            old_text = self._old.encode_text(tokens, normalize=True).float()
+            old_image = full_precision(self._old.encode_image(images, normalize=True))
+            old_text = full_precision(self._old.encode_text(tokens, normalize=True))
         distill = modx_distillation_loss(image, text, old_image, old_text,
                                          rank=distributed.rank(), world_size=distributed.world_size())
         terms["distillation"] = self.options.alpha * distill
