@@ -49,6 +49,10 @@ for _name, _target, _reserved, _text in (
      "CORe50 NI (DATA_ROOT/core50): 8 sessions of 50 objects, domain-incremental"),
     ("domain-digits", "domains:domain_digits", (),
      "scikit-learn digits under 5 image domains, one session each, domain-incremental (offline)"),
+    ("coco-flickr", "imagetext_streams:coco_flickr_stream", _DATA,
+     "Mod-X image-text: COCO, then Flickr30K in 5 phases (DATA_ROOT/coco, DATA_ROOT/flickr30k)"),
+    ("p9d", "imagetext_streams:p9d_stream", _DATA,
+     "CTP image-text: P9D, 9 industries, union gallery (DATA_ROOT/p9d)"),
 ):
     STREAMS.register(_name, f"streams.benchmarks.{_target}", reserved=_reserved,
                      description=_text)

@@ -32,6 +32,17 @@ Scenarios (see ``design.md``)
     tasks share one label space (``class_offsets`` are all 0, a class has one
     global id across tasks) and every task is scored on it.
 
+Task kinds
+----------
+A ``"classification"`` task (the default) loads ``(image, local_label)`` pairs and
+has at least one class name. An ``"image-text"`` task (continual vision-language
+pre-training: Mod-X, CTP) loads a
+:class:`~streams.imagetext.dataset.ImageTextDataset` of images with captions,
+has no class names and is scored by retrieval (:mod:`cl.core.retrieval_eval`);
+``metadata["trained"] = False`` marks one that is only evaluated. A stream's
+tasks are all of one kind (:attr:`Stream.kind`); the scenario then says which
+test sets form the retrieval gallery (:meth:`Stream.eval_tasks`).
+
 Splits
 ------
 A task has ``train`` and ``test`` splits and, where its protocol defines one,
@@ -54,6 +65,8 @@ if TYPE_CHECKING:
 
 
 Scenario = Literal["task-incremental", "class-incremental", "task-agnostic", "domain-incremental"]
+TaskKind = Literal["classification", "image-text"]
+TASK_KINDS: tuple[str, ...] = ("classification", "image-text")
 SCENARIOS: tuple[str, ...] = ("task-incremental", "class-incremental", "task-agnostic",
                               "domain-incremental")
 DEFAULT_TEMPLATES: tuple[str, ...] = ("a photo of a {}.",)
@@ -130,6 +143,9 @@ class Task:
     load_dev : callable returning a torch ``Dataset``, or None
         Lazy loader of the dev split (hyper-parameter selection), where the
         task's protocol defines one.
+    kind : {"classification", "image-text"}
+        What the loaders give (module docstring); an image-text task has no
+        class names.
     """
 
     name: str
@@ -141,16 +157,20 @@ class Task:
     templates: tuple[str, ...] = DEFAULT_TEMPLATES
     metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
     load_dev: DatasetLoader | None = field(default=None, repr=False, compare=False)
+    kind: TaskKind = "classification"
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("Task.name must be a non-empty string.")
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"Task {self.name!r}: unknown kind {self.kind!r}; valid kinds: "
+                             f"{', '.join(TASK_KINDS)}.")
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         object.__setattr__(self, "templates", tuple(self.templates))
         object.__setattr__(self, "metadata", _frozen_mapping(self.metadata))
         if not self.key:
             object.__setattr__(self, "key", self.name)
-        if len(self.class_names) == 0:
+        if len(self.class_names) == 0 and self.kind == "classification":
             raise ValueError(
                 f"Task {self.name!r} has no classes; give it at least one class name."
             )
@@ -257,6 +277,10 @@ class Stream(Sequence[Task]):
         for t in self.tasks:
             if not isinstance(t, Task):
                 raise TypeError(f"Stream {self.name!r} holds {type(t).__name__}, not Task.")
+        kinds = sorted({t.kind for t in self.tasks})
+        if len(kinds) > 1:
+            raise ValueError(f"Stream {self.name!r} mixes task kinds {kinds}; a stream's tasks are "
+                             "all classification or all image-text.")
         names = [t.name for t in self.tasks]
         if len(set(names)) != len(names):
             dupes = sorted({n for n in names if names.count(n) > 1})
@@ -310,6 +334,11 @@ class Stream(Sequence[Task]):
     def task_names(self) -> tuple[str, ...]:
         return tuple(t.name for t in self.tasks)
 
+    @property
+    def kind(self) -> TaskKind:
+        """The kind of every task: ``"classification"`` or ``"image-text"``."""
+        return self.tasks[0].kind
+
     @cached_property
     def class_offsets(self) -> tuple[int, ...]:
         """Global id of each task's first class, shape (T,) (all 0 when domain-incremental)."""
@@ -347,7 +376,8 @@ class Stream(Sequence[Task]):
         return LabelSpace(tuple(ids), tuple(names), tuple(templates))
 
     def eval_tasks(self, task_index: int, trained_through: int | None) -> tuple[int, ...]:
-        """Indices of the tasks whose classes form task ``task_index``'s evaluation label space.
+        """Indices of the tasks whose classes form task ``task_index``'s evaluation label space
+        (image-text tasks: whose test sets form its retrieval gallery).
 
         Parameters
         ----------

@@ -96,6 +96,8 @@ class Plan:
             where = task.metadata.get("expected_path")
             state = "" if availability[task.name].available else "  [MISSING]"
             classes = f"{task.n_classes} classes" if task.n_classes_known else "classes from data"
+            if task.kind == "image-text":
+                classes = "image-text" + ("" if task.metadata.get("trained", True) else ", evaluated only")
             lines.append(f"  {i:3d}  {task.name}{year}  ({classes})"
                          + (f"  data: {where}" if where else "") + state)
         skipped = self.extra_results.get("skipped_tasks")

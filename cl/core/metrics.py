@@ -11,6 +11,14 @@ An entry that was not evaluated is ``NaN`` and is left out of every mean
 (``nanmean``). A metric with no defined term — for example forgetting of a
 1-task stream, which has no earlier task — is ``NaN``, never 0: it is
 undefined, not "no forgetting". JSON output writes ``NaN`` as ``null``.
+
+Any score
+---------
+Every function here works on any score matrix with values in [0, 1], not only
+accuracy: an image-text run applies :func:`summarize` to each of its retrieval
+matrices (``results.json`` ``score_metrics``). The retrieval scores themselves
+(:func:`recall_at_k`, :func:`image_text_recall`, :func:`multimodal_map_at_k`)
+are defined in :mod:`cl.core.retrieval` and re-exported here.
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike
 
+from cl.core.retrieval import image_text_recall, multimodal_map_at_k, recall_at_k
+
 __all__ = [
     "SCENARIO_EXCLUDED",
     "average_accuracy",
@@ -30,9 +40,12 @@ __all__ = [
     "forgetting",
     "forgetting_after_training",
     "forward_transfer",
+    "image_text_recall",
     "mtil_summary",
+    "multimodal_map_at_k",
     "nevis_average_error",
     "nevis_error_curve",
+    "recall_at_k",
     "summarize",
 ]
 

@@ -11,6 +11,13 @@ the config names any), plus a run's extras (``skipped_tasks``...), and last
 ``sha256``, the file's content checksum (:mod:`cl.runtime.integrity`: SHA-256
 of the canonical JSON of every other key).
 
+A run scored by more than accuracy (image-text retrieval) also has ``score``
+(the primary score's name, e.g. ``"mean_recall"``; ``accuracy_matrix``,
+``zero_shot`` and ``metrics`` are then that score's), ``scores`` (score name →
+T×T matrix), ``zero_shot_scores`` (score name → T or null) and
+``score_metrics`` (score name → :func:`cl.core.metrics.summarize` of its
+matrix); ``score_matrices.csv`` holds every matrix.
+
 JSON has no NaN: :func:`to_json` writes NaN as ``null`` and :func:`matrix_from_json`
 reads ``null`` back as NaN. Nothing else in the library converts.
 
@@ -27,7 +34,7 @@ import io
 import json
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +50,7 @@ if TYPE_CHECKING:
 
 RESULTS_FILE = "results.json"
 MATRIX_FILE = "accuracy_matrix.csv"
+SCORES_FILE = "score_matrices.csv"
 #: 2: sealed with a ``sha256`` (a file of format 2 without one was damaged).
 FORMAT = 2
 
@@ -138,6 +146,9 @@ def build_results(tracker: Tracker, info: RunInfo, *, status: str,
         "accuracy_matrix": state["accuracy_matrix"],
         "zero_shot": state["zero_shot"],
         "metrics": tracker.summary(),
+        **({"score": state["score"], "scores": state["scores"],
+            "zero_shot_scores": state["zero_shot_scores"],
+            "score_metrics": tracker.score_summaries()} if tracker.several_scores else {}),
         "compute": state["compute"],
         "records": state["records"],
         "class_names": info.class_names,
@@ -155,6 +166,8 @@ def write_results(out_dir: str | Path, results: dict[str, Any]) -> None:
     atomic_write_json(out_dir / RESULTS_FILE, seal(results),
                       compact=results.get("status") == "running")
     atomic_write_text(out_dir / MATRIX_FILE, matrix_csv(results))
+    if "scores" in results:
+        atomic_write_text(out_dir / SCORES_FILE, scores_csv(results))
 
 
 def matrix_csv(results: dict[str, Any]) -> str:
@@ -166,6 +179,23 @@ def matrix_csv(results: dict[str, Any]) -> str:
         w.writerow(["zero_shot", *["" if v is None else v for v in results["zero_shot"]]])
     for name, row in zip(results["tasks"], results["accuracy_matrix"], strict=True):
         w.writerow([name, *["" if v is None else v for v in row]])
+    return buf.getvalue()
+
+
+def scores_csv(results: dict[str, Any]) -> str:
+    """Every score matrix in long form: ``score, after_task, task, value`` (``after_task`` is
+    ``zero_shot`` for the row before training; empty value: not evaluated)."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["score", "after_task", "task", "value"])
+    tasks = results["tasks"]
+    for name, matrix in results["scores"].items():
+        zero = results["zero_shot_scores"].get(name)
+        rows = ([("zero_shot", zero)] if zero is not None else []) + list(zip(tasks, matrix,
+                                                                               strict=True))
+        for after, row in rows:
+            for task, value in zip(tasks, row, strict=True):
+                w.writerow([name, after, task, "" if value is None else value])
     return buf.getvalue()
 
 
@@ -267,3 +297,30 @@ def check_results(results: dict[str, Any], where: str = RESULTS_FILE) -> None:
     if not isinstance(compute, list) or len(compute) != T or not all(isinstance(c, dict)
                                                                       for c in compute):
         raise bad(f"'compute' must hold one record per task ({T}), got {compute!r:.80}")
+    if "scores" in results:
+        _check_scores(results, T, bad)
+
+
+def _check_scores(results: dict[str, Any], T: int, bad: Callable[[str], ValueError]) -> None:
+    """The keys of a run with several scores: ``score`` names one of ``scores``, each a T×T
+    matrix of values in [0, 1] or null, with a ``zero_shot_scores`` and ``score_metrics`` entry."""
+    scores, zero = results["scores"], results.get("zero_shot_scores")
+    if not isinstance(scores, dict) or results.get("score") not in scores:
+        raise bad(f"'score' {results.get('score')!r} must name one of 'scores'")
+    if not isinstance(zero, dict) or set(zero) != set(scores):
+        raise bad("'zero_shot_scores' must hold one entry per score of 'scores'")
+    for name, matrix in scores.items():
+        if not (isinstance(matrix, list) and len(matrix) == T and all(
+                isinstance(row, list) and len(row) == T and all(_is_score(v) for v in row)
+                for row in matrix)):
+            raise bad(f"'scores'[{name!r}] must be a {T}×{T} matrix of scores in [0, 1] or null")
+        z = zero[name]
+        if z is not None and (not isinstance(z, list) or len(z) != T
+                              or not all(_is_score(v) for v in z)):
+            raise bad(f"'zero_shot_scores'[{name!r}] must be null or {T} scores in [0, 1]")
+    summaries = results.get("score_metrics")
+    if not isinstance(summaries, dict) or set(summaries) != set(scores) or not all(
+            isinstance(m, dict) and all(v is None or (isinstance(v, (int, float))
+                                                      and not isinstance(v, bool))
+                                        for v in m.values()) for m in summaries.values()):
+        raise bad("'score_metrics' must map every score to its metrics (numbers or null)")

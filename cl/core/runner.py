@@ -15,6 +15,11 @@ hyper-parameter search) the training step of each task is the search of
 :func:`~cl.core.selection.search_task`: every trial trains from the same state on
 the train split and is scored on the dev split; the chosen trial's state is
 kept, and every trial's compute is the task's.
+
+An image-text stream (continual vision-language pre-training) is scored by
+retrieval instead of accuracy: its training pairs and its score rows come from
+:class:`~cl.core.retrieval_eval.RetrievalEvaluator`, and the tracker records
+one matrix per retrieval score.
 """
 
 from __future__ import annotations
@@ -122,6 +127,10 @@ class Runner:
 
         label = strategy_label(strategy)
         self.protocol = protocol or Protocol()
+        if self.protocol.active and stream.kind == "image-text":
+            raise ValueError(f"stream {stream.name!r} is image-text: the per-task hyper-parameter "
+                             "search (protocol.hp_trials) scores classification accuracy and does "
+                             "not apply; set protocol.hp_trials=0.")
         self._space = self.protocol.space(strategy, label) if self.protocol.active else {}
         if self.protocol.active:
             from streams.dev import with_dev_splits
@@ -144,6 +153,10 @@ class Runner:
         self.inputs = TaskInputs(stream, backbone, strategy.inputs, cache_dir=cache_dir,
                                  batch_size=batch_size, num_workers=num_workers,
                                  device=self.device, progress=self.progress, meter=self.meter)
+        self.retrieval = None
+        if stream.kind == "image-text":
+            self.retrieval = self._retrieval(strategy, batch_size, num_workers)
+            self.tracker = self.retrieval.new_tracker()
         self.checkpoints = CheckpointStore(self.out_dir)
         self._spaces: dict[tuple[int, ...], LabelSpace] = {}
         self.n_classes = stream.n_classes
@@ -162,6 +175,14 @@ class Runner:
             environment=environment(self.device),
             extra={**({"code": code} if code else {}), **(extra_results or {})},
         )
+
+    def _retrieval(self, strategy: Strategy, batch_size: int, num_workers: int) -> Any:
+        """The image-text evaluator (:mod:`cl.core.retrieval_eval`)."""
+        from cl.core.retrieval_eval import RetrievalEvaluator
+
+        return RetrievalEvaluator(self.stream, strategy, self.backbone, batch_size=batch_size,
+                                  num_workers=num_workers, progress=self.progress,
+                                  meter=self.meter)
 
     # -- what a strategy receives ----------------------------------------------------
     def context(self, t: int, *, trained: int | None = None) -> Context:
@@ -183,6 +204,8 @@ class Runner:
 
     def task_data(self, t: int) -> TaskData:
         """Task ``t``'s training data in the form the strategy takes (global class ids)."""
+        if self.retrieval is not None:
+            return self.retrieval.train_data(t)
         return self.inputs.train_data(t)
 
     # -- evaluation ------------------------------------------------------------------
@@ -241,6 +264,8 @@ class Runner:
         return self._spaces[key]
 
     def _eval_row(self, row: int | None, ctx: Context) -> dict[str, float]:
+        if self.retrieval is not None:
+            return self.retrieval.evaluate_row(row, ctx, self.tracker)
         accuracies = {}
         bar = tqdm(range(len(self.stream)), desc="evaluate", leave=False, disable=not self.progress)
         for j in bar:

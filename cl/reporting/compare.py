@@ -34,6 +34,7 @@ from cl.reporting.runs import (
     defined_value,
     format_bytes,
     load_runs,
+    metric_header,
     metric_keys,
     options_text,
     summarize_run,
@@ -87,7 +88,7 @@ def markdown_table(runs: Sequence[RunSummary], metrics: Sequence[str] | None = N
     groups = group_runs(runs, over)
     extra = differing(groups, ("strategy.", "stream.name", "backbone"))
     header = (["strategy", "options", "stream", "backbone"] + (["settings"] if extra else [])
-              + ["n", "seeds", "tasks"] + [f"{METRIC_HEADERS.get(k, k)} (%)" for k in keys]
+              + ["n", "seeds", "tasks"] + [f"{metric_header(k)} (%)" for k in keys]
               + ["train s", "train FLOPs", "memory"])
     left = 4 + bool(extra) + 3
     lines = ["| " + " | ".join(header) + " |",
@@ -118,6 +119,10 @@ def markdown_table(runs: Sequence[RunSummary], metrics: Sequence[str] | None = N
     if len(streams) > 1:
         notes.append(f"Note: these runs are on different streams ({', '.join(streams)}); "
                      "their metrics are not directly comparable.")
+    scored = sorted({r.score for r in runs if r.score != "accuracy"})
+    if scored:
+        notes.append(f"Image-text runs: metrics without a score prefix are of their primary score "
+                     f"({', '.join(scored)}); 'final' is the mean over tasks after the last task.")
     if any(r.status != "completed" for r in runs):
         notes.append("Runs that did not complete are scored on the tasks they finished.")
     return "\n".join(lines + [""] + notes)

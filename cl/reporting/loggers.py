@@ -11,7 +11,8 @@ Logged values (step = number of tasks trained, ``t + 1``; the zero-shot row,
 when evaluated, at step 0):
 
 - ``accuracy/<task>``: ``A[t, j]`` for every task j, in percent;
-- ``accuracy/seen_mean``: mean of ``A[t, j]`` over the tasks seen, ``j <= t``;
+- ``accuracy/seen_mean``: mean of ``A[t, j]`` over the tasks seen, ``j <= t``
+  (an image-text run logs its primary score, ``mean_recall/<task>``...);
 - ``metrics/<name>``: :meth:`cl.core.tracker.Tracker.summary` (the metrics of
   :mod:`cl.core.metrics` on the rows finished so far), in percent; undefined (NaN)
   metrics, e.g. forgetting after the first task, are left out;
@@ -74,14 +75,14 @@ def row_scalars(t: int, tracker: Tracker) -> dict[str, float]:
     """
     if not 0 <= t < tracker.n_tasks:
         raise ValueError(f"task index {t} is out of range for a stream of {tracker.n_tasks} tasks.")
-    row = tracker.matrix[t]
+    row, score = tracker.matrix[t], tracker.score  # the primary score (accuracy by default)
     scalars: dict[str, float] = {}
     for name, acc in zip(tracker.task_names, row, strict=True):
         if _finite(float(acc)):
-            scalars[f"accuracy/{_tag(name)}"] = 100.0 * float(acc)
+            scalars[f"{score}/{_tag(name)}"] = 100.0 * float(acc)
     seen = [float(a) for a in row[: t + 1] if _finite(float(a))]
     if seen:
-        scalars["accuracy/seen_mean"] = 100.0 * sum(seen) / len(seen)
+        scalars[f"{score}/seen_mean"] = 100.0 * sum(seen) / len(seen)
     for key, value in tracker.summary().items():
         if _finite(value):
             scalars[f"metrics/{key}"] = 100.0 * float(value)
@@ -93,7 +94,7 @@ def row_scalars(t: int, tracker: Tracker) -> dict[str, float]:
 
 def zero_shot_scalars(tracker: Tracker) -> dict[str, float]:
     """``accuracy/<task>`` of the zero-shot row (percent); empty when it was not evaluated."""
-    return {f"accuracy/{_tag(name)}": 100.0 * float(z)
+    return {f"{tracker.score}/{_tag(name)}": 100.0 * float(z)
             for name, z in zip(tracker.task_names, tracker.zero_shot, strict=True) if _finite(float(z))}
 
 

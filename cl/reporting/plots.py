@@ -20,6 +20,11 @@ def _matrix(results: dict[str, Any]) -> np.ndarray:
     return matrix_from_json(results["accuracy_matrix"])
 
 
+def _score(results: dict[str, Any]) -> str:
+    """Name of the score the matrix holds (``accuracy``; ``mean_recall`` for image-text runs)."""
+    return str(results.get("score", "accuracy"))
+
+
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -41,7 +46,7 @@ def heatmap(results: dict[str, Any], path: Path) -> Path:
     size = min(2 + 0.45 * T, 24)
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     im = ax.imshow(A * 100, vmin=0, vmax=100, cmap="viridis")
-    fig.colorbar(im, ax=ax, label="accuracy (%)")
+    fig.colorbar(im, ax=ax, label=f"{_score(results)} (%)")
     if T <= 30:
         ax.set_xticks(range(T), names, rotation=60, ha="right", fontsize=8)
         ax.set_yticks(range(T), names, fontsize=8)
@@ -101,14 +106,15 @@ def accuracy_over_time(results: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(steps if len(steps) <= 25 else np.unique(np.linspace(steps[0], T, 11).round()))
     ax.set_xlim(steps[0] - 0.3, T + 0.3)
     ax.set_xlabel("tasks trained" + (" (0: zero-shot)" if with_zero_shot else ""))
-    ax.set_ylabel("accuracy (%)")
+    ax.set_ylabel(f"{_score(results)} (%)")
     ax.set_ylim(-3, 103)
     ax.grid(alpha=0.3)
     if T <= 12:
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     else:
         ax.legend(fontsize=7, loc="best")
-    ax.set_title(f"{results['stream']} · {results['strategy']}: accuracy of each task over time")
+    ax.set_title(f"{results['stream']} · {results['strategy']}: {_score(results)} of each task "
+                 "over time")
     return _save(fig, path)
 
 
@@ -154,7 +160,7 @@ def accuracy_vs_memory(results: dict[str, Any], path: Path) -> Path:
         if not np.isnan(y):
             ax.annotate(str(t + 1), (x, y), fontsize=8, textcoords="offset points", xytext=(4, 4))
     ax.set_xlabel(f"memory carried between tasks ({unit}); point labels: tasks trained")
-    ax.set_ylabel("mean accuracy on tasks seen (%)")
+    ax.set_ylabel(f"mean {_score(results)} on tasks seen (%)")
     ax.grid(alpha=0.3)
     ax.set_title(f"{results['stream']} · {results['strategy']}: accuracy vs memory")
     return _save(fig, path)
@@ -162,9 +168,14 @@ def accuracy_vs_memory(results: dict[str, Any], path: Path) -> Path:
 
 def write_all(results: dict[str, Any], out_dir: Path) -> list[Path]:
     """Every figure of a run, as PNG files in ``out_dir``."""
-    return [
+    figures = [
         heatmap(results, out_dir / "accuracy_matrix.png"),
         accuracy_over_time(results, out_dir / "accuracy_over_time.png"),
         error_vs_compute(results, out_dir / "error_vs_compute.png"),
         accuracy_vs_memory(results, out_dir / "accuracy_vs_memory.png"),
     ]
+    if "scores" in results:  # image-text retrieval: the key score matrices side by side
+        from cl.reporting.scores import retrieval_figure
+
+        figures.append(retrieval_figure(results, out_dir / "retrieval_matrices.png"))
+    return figures

@@ -96,16 +96,23 @@ def write_report(out_dir: str | Path, results: dict[str, Any]) -> Path:
     """Write ``report.md`` and the PNG figures of a run; return the report path."""
     out_dir = Path(out_dir)
     figures = plots.write_all(results, out_dir)
+    if "scores" in results:  # image-text retrieval: every score matrix and its metrics
+        from cl.reporting.scores import score_metrics_markdown, scores_markdown
+
+        matrices = ["## Score matrices (%)\n\nRows: after training task t. Columns: task j. "
+                    "Metrics of the primary score are those of cl compare.",
+                    scores_markdown(results), "## Metrics of every score (%)",
+                    score_metrics_markdown(results)]
+    else:
+        matrices = ["## Accuracy matrix (%)\n\nRows: after training task t. Columns: task j.",
+                    matrix_markdown(results), "## Metrics", metrics_markdown(results)]
     text = "\n\n".join([
         f"# {results['stream']} · {results['strategy']} · {results['backbone']}",
         f"seed {results['seed']} · scenario {results['scenario']} · status {results['status']}"
         + (f" · error: {results['error']}" if results.get("error") else "")
         + (" · **results.json was modified after the run (checksum mismatch): unverified**"
            if results.get("integrity") == "modified" else ""),
-        "## Accuracy matrix (%)\n\nRows: after training task t. Columns: task j.",
-        matrix_markdown(results),
-        "## Metrics",
-        metrics_markdown(results),
+        *matrices,
         "## Compute per task",
         compute_markdown(results),
         "## Figures",
@@ -120,7 +127,8 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
     """Print the accuracy matrix and the metric summary as terminal tables."""
     console = console or Console()
     names = results["tasks"]
-    table = Table(title=f"accuracy (%) — {results['stream']} · {results['strategy']} · "
+    score = results.get("score", "accuracy")
+    table = Table(title=f"{score} (%) — {results['stream']} · {results['strategy']} · "
                         f"{results['backbone']}")
     table.add_column("after \\ task")
     for name in names:
@@ -133,9 +141,15 @@ def print_results(results: dict[str, Any], console: Console | None = None) -> No
         print_table(table, console)
         if zero_shot_note(results):
             console.print(zero_shot_note(results).replace("`", ""), style="dim")
-    summary = Table(title="metrics")
+    summary = Table(title="metrics" if score == "accuracy" else f"metrics of {score}")
     summary.add_column("metric")
     summary.add_column("value (%)", justify="right")
     for key in shown_metrics(results):
-        summary.add_row(METRIC_LABELS.get(key, key), _pct(results["metrics"][key]))
+        label = METRIC_LABELS.get(key, key)
+        summary.add_row(label if score == "accuracy" else label.replace("accuracy", score),
+                        _pct(results["metrics"][key]))
     print_table(summary, console)
+    if "scores" in results:
+        from cl.reporting.scores import print_scores
+
+        print_scores(results, console)

@@ -34,6 +34,12 @@ METRIC_HEADERS: dict[str, str] = {
     "mtil_last": "MTIL Last",
     "nevis_average_error": "NEVIS avg error",
 }
+#: image-text runs: the columns of CTP's tables (final R@1 both ways, mean recall, mAP@1, and
+#: BWT on mean recall and on mAP@1), as ``score/metric`` keys of :attr:`RunSummary.metrics`
+SCORE_COLUMNS: tuple[str, ...] = (
+    "i2t_recall@1/average_accuracy", "t2i_recall@1/average_accuracy",
+    "mean_recall/average_accuracy", "mean_recall/backward_transfer",
+    "map@1/average_accuracy", "map@1/backward_transfer")
 PLOT_FORMATS: tuple[str, ...] = (".png", ".pdf", ".svg")
 _REQUIRED_KEYS = ("stream", "strategy", "backbone", "seed", "tasks", "completed_tasks", "metrics",
                   "compute")
@@ -53,7 +59,9 @@ class RunSummary:
     completed, n_tasks : int
         Tasks finished, tasks in the stream.
     metrics : dict of str to float or None
-        Fractions in [0, 1] (``None``: undefined or missing).
+        Fractions in [0, 1] (``None``: undefined or missing): the metrics of the
+        primary score, and for a run with several scores each score's as
+        ``"<score>/<metric>"`` (``"mean_recall/backward_transfer"``).
     train_seconds, train_flops : float or None
         Summed over tasks (``None``: no task recorded it).
     memory_bytes : float or None
@@ -78,6 +86,7 @@ class RunSummary:
     memory_bytes: float | None = None
     scenario: str | None = None
     config: dict[str, Any] | None = None
+    score: str = "accuracy"
 
 
 def _number(value: Any) -> float | None:
@@ -119,12 +128,16 @@ def summarize_run(results: dict[str, Any], path: str | os.PathLike[str], label: 
         status=str(results.get("status", "unknown")),
         completed=completed,
         n_tasks=n_tasks,
-        metrics={k: _number(v) for k, v in results["metrics"].items()},
+        metrics={**{k: _number(v) for k, v in results["metrics"].items()},
+                 **{f"{score}/{k}": _number(v)
+                    for score, values in (results.get("score_metrics") or {}).items()
+                    for k, v in values.items()}},
         train_seconds=_total(compute[:completed], "train_seconds"),
         train_flops=_total(compute[:completed], "train_flops"),
         memory_bytes=_number(last.get("memory_bytes")),
         scenario=results.get("scenario"),
         config=results.get("config"),
+        score=str(results.get("score", "accuracy")),
     )
 
 
@@ -187,8 +200,25 @@ def metric_keys(runs: Sequence[RunSummary], metrics: Sequence[str] | None) -> li
         return list(metrics)
     defined = set()
     for run in runs:
-        defined.update(defined_metrics(run.scenario, list(run.metrics)))
-    return [k for k in present if k in defined]
+        defined.update(k for k in run.metrics if _defined(run.scenario, k))
+    if all(run.score == "accuracy" for run in runs):
+        return [k for k in present if k in defined]
+    plain = [k for k in present if k in defined and "/" not in k] \
+        if any(run.score == "accuracy" for run in runs) else []
+    return plain + [k for k in SCORE_COLUMNS if k in defined]
+
+
+def _defined(scenario: str | None, key: str) -> bool:
+    """Whether ``key`` (a metric, or ``score/metric``) is defined for ``scenario``."""
+    return bool(defined_metrics(scenario, [key.rpartition("/")[2]]))
+
+
+def metric_header(key: str) -> str:
+    """Column header of a metric key: ``"BWT"``, ``"mean_recall BWT"``, ``"map@1 final"``."""
+    score, _, metric = key.rpartition("/")
+    if not score:
+        return METRIC_HEADERS.get(key, key)
+    return f"{score} " + ("final" if metric == "average_accuracy" else METRIC_HEADERS.get(metric, metric))
 
 
 def format_bytes(n: float | None) -> str:
@@ -205,12 +235,13 @@ def format_bytes(n: float | None) -> str:
 
 def defined_value(run: RunSummary, key: str) -> float | None:
     """The run's metric, None where its scenario leaves it undefined."""
-    return run.metrics.get(key) if defined_metrics(run.scenario, [key]) else None
+    return run.metrics.get(key) if _defined(run.scenario, key) else None
 
 
 def options_text(group: Group) -> str:
     return ", ".join(f"{k}={format_value(v)}" for k, v in group.options().items()) or "—"
 
 
-__all__ = ["METRIC_HEADERS", "PLOT_FORMATS", "RunSummary", "defined_value", "expand_run_dirs",
-           "format_bytes", "load_runs", "metric_keys", "options_text", "summarize_run"]
+__all__ = ["METRIC_HEADERS", "PLOT_FORMATS", "SCORE_COLUMNS", "RunSummary", "defined_value",
+           "expand_run_dirs", "format_bytes", "load_runs", "metric_header", "metric_keys",
+           "options_text", "summarize_run"]

@@ -169,6 +169,8 @@ def momentum_contrast_loss(
     text_queue: torch.Tensor,
     *,
     temperature: float = 0.07,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> torch.Tensor:
     """CTP's compatible momentum contrast (Zhu et al., ICCV 2023): contrast against the
     momentum model's features of the batch and a queue of earlier ones.
@@ -185,9 +187,12 @@ def momentum_contrast_loss(
     is updated *before* its features are computed at each step.
 
     As KevinLight831/CTP ``models/clip_pretrain.py`` (``CLIP_Pretrain.CTP``,
-    ``loss_i2t_md``/``loss_t2i_md``; one-hot ``sim_targets``). The momentum
-    features are per rank (the reference does not gather them; the queue holds
-    every rank's).
+    ``loss_i2t_md``/``loss_t2i_md``; one-hot ``sim_targets``). Under ``torchrun``
+    the momentum features of every rank are gathered (no gradient), so the keys
+    are the global batch and a run gives the same loss with any number of
+    processes; the reference contrasts each GPU's queries with that GPU's momentum
+    features only (and the queue, which holds every rank's): a deliberate
+    deviation, identical with one process.
 
     Parameters
     ----------
@@ -199,6 +204,8 @@ def momentum_contrast_loss(
         Unit-norm queued momentum features, before this batch is enqueued.
     temperature : float
         ``tau``; CTP fixes it at 0.07.
+    rank, world_size : int
+        This process's rank and the number of processes (momentum keys gathered).
 
     Returns
     -------
@@ -210,11 +217,15 @@ def momentum_contrast_loss(
     _check_pair(image_queue, text_queue, "queue")
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature}.")
+    _check_world(rank, world_size)
     img, txt = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
     with torch.no_grad():
-        keys_t = torch.cat([F.normalize(momentum_text_features, dim=-1), text_queue])
-        keys_i = torch.cat([F.normalize(momentum_image_features, dim=-1), image_queue])
-    targets = torch.arange(img.shape[0], device=img.device)
+        mom_img, mom_txt = _gather(F.normalize(momentum_image_features, dim=-1),
+                                   F.normalize(momentum_text_features, dim=-1),
+                                   rank, world_size, with_grad=False)
+        keys_t = torch.cat([mom_txt, text_queue])
+        keys_i = torch.cat([mom_img, image_queue])
+    targets = torch.arange(img.shape[0], device=img.device) + img.shape[0] * rank
     i2t = F.cross_entropy(img @ keys_t.T / temperature, targets)
     t2i = F.cross_entropy(txt @ keys_i.T / temperature, targets)
     return (i2t + t2i) / 2

@@ -71,6 +71,9 @@ class Phase:
         Multimodal retrieval sets with categories (P9D only).
     trained : bool
         False for an evaluation-only phase: scored at every step, never trained on.
+    test_needs : tuple of str
+        The paths of ``needs`` its test loaders read (all of ``needs`` when empty):
+        what an evaluation-only phase requires.
     """
 
     name: str
@@ -82,6 +85,7 @@ class Phase:
     expected_test_pairs: int | None = None
     load_query_gallery: Callable[[Path], tuple[ImageTextDataset, ImageTextDataset]] | None = None
     trained: bool = True
+    test_needs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -159,7 +163,7 @@ def coco_flickr(coco_phase: Literal["train", "evaluate"] = "train") -> ImageText
     phases = (Phase("coco", "COCO captions train2014 (82,783 images); Mod-X's initial model",
                     coco_train, coco_test, "coco-karpathy-test",
                     (_COCO_TRAIN_JSON, "coco/train2014", _COCO_KARPATHY, "coco/val2014"), 25_010,
-                    trained=coco_phase == "train"),)
+                    trained=coco_phase == "train", test_needs=(_COCO_KARPATHY, "coco/val2014")),)
     phases += tuple(
         Phase(f"flickr30k-{k + 1}", f"Flickr30K Karpathy train+val, fifth {k + 1} of {MODX_PHASES}",
               _flickr_phase(k), flickr_test, "flickr30k-karpathy-test", f30k, 5_000)

@@ -158,6 +158,12 @@ def test_feature_queue_is_fifo_and_restores_from_state():
 
 # -- two ranks ---------------------------------------------------------------------------
 
+def _queue():
+    g = torch.Generator().manual_seed(5)
+    return tuple(F.normalize(torch.randn(32, 8, generator=g, dtype=torch.float64), dim=1)
+                 for _ in range(2))
+
+
 def _rank_worker(rank, world, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
@@ -172,6 +178,8 @@ def _rank_worker(rank, world, port, out):
         "clip": clip_loss(rank=rank, world_size=world)(F.normalize(local["img"], dim=1),
                                                        F.normalize(local["txt"], dim=1),
                                                        torch.tensor(10.0, dtype=torch.float64)),
+        "momentum": momentum_contrast_loss(local["img"], local["txt"], local["old_img"],
+                                           local["old_txt"], *_queue(), rank=rank, world_size=world),
     }
     result = {}
     for name, loss in losses.items():
@@ -199,6 +207,8 @@ def test_two_gloo_ranks_give_the_global_batch_loss_and_gradient():
                                                full["old_txt"]),
         "clip": clip_loss()(F.normalize(full["img"], dim=1), F.normalize(full["txt"], dim=1),
                             torch.tensor(10.0, dtype=torch.float64)),
+        "momentum": momentum_contrast_loss(full["img"], full["txt"], full["old_img"],
+                                           full["old_txt"], *_queue()),
     }
     for name, loss in single.items():
         gi, gt = torch.autograd.grad(loss, (full["img"], full["txt"]))
