@@ -70,9 +70,15 @@ def _dataclass_fields(node: ast.ClassDef, module: str) -> dict[str, str]:
 def _options_class(node: ast.ClassDef, module: str) -> tuple[ast.ClassDef, str] | None:
     """The dataclass a class names as ``options_class = X`` (see :func:`options_schema`)."""
     for stmt in node.body:
-        if isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Name) and any(
-                isinstance(t, ast.Name) and t.id == "options_class" for t in stmt.targets):
-            found = _find(module, stmt.value.id)
+        if isinstance(stmt, ast.Assign):
+            targets, value = stmt.targets, stmt.value
+        elif isinstance(stmt, ast.AnnAssign):
+            targets, value = [stmt.target], stmt.value
+        else:
+            continue
+        if isinstance(value, ast.Name) and any(
+                isinstance(t, ast.Name) and t.id == "options_class" for t in targets):
+            found = _find(module, value.id)
             if found is not None and isinstance(found[0], ast.ClassDef):
                 return found[0], found[1]
     return None

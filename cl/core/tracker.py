@@ -18,7 +18,6 @@ from cl.core import metrics
 from cl.core.results import matrix_from_json, to_json
 from cl.errors import ProtocolError
 
-
 ACCURACY = "accuracy"
 
 

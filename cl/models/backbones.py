@@ -8,7 +8,8 @@ Specs understood by :func:`create_backbone`:
 ``MODEL``, ``MODEL:TAG``, ``MODEL:/path/to/weights.safetensors``, ``hf-hub:ORG/NAME``
     A frozen open_clip CLIP model (:class:`OpenCLIPBackbone`), resolved offline
     by :mod:`cl.models.weights`. ``MODEL`` alone is random init (seed 0), e.g. the
-    tiny test config ``cl-tiny-vit``.
+    tiny test config ``cl-tiny-vit``, unless cl ships weights for it:
+    ``toy-clip`` loads ``cl/models/pretrained/toy-clip.safetensors`` (docs/toy_world.md).
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ machine: open_clip's own download caches (the Hugging Face hub cache and
 Spec forms
 ----------
 ``MODEL``
-    open_clip architecture with random weights (seeded, so runs agree).
+    open_clip architecture with random weights (seeded, so runs agree), or the
+    weights cl ships for it as package data (``cl/models/pretrained/MODEL.safetensors``:
+    ``toy-clip``, pretrained on the toy world by ``experiments/toy_clip/pretrain.py``).
 ``MODEL:TAG``
     a pretrained tag of ``open_clip.list_pretrained()`` whose file is cached locally.
 ``MODEL:/path/to/weights.safetensors`` (or ``.pt``, ``.pth``, ``.bin``)
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_DIR = Path(__file__).parent / "model_configs"
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 TINY_MODELS: tuple[str, ...] = tuple(sorted(p.stem for p in CONFIG_DIR.glob("*.json")))
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 _PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
@@ -221,7 +224,8 @@ def resolve(spec: str, *, cache_dir: str | os.PathLike[str] | None = None) -> Re
             f"{len(models)} architectures; tiny offline configs: {', '.join(TINY_MODELS)}."
         )
     if not rest:
-        return ResolvedWeights(model, None)
+        shipped = PRETRAINED_DIR / f"{model}.safetensors"
+        return ResolvedWeights(model, shipped if shipped.is_file() else None)
     if _looks_like_path(rest):
         path = Path(rest).expanduser()
         if not path.is_file():

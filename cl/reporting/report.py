@@ -99,8 +99,8 @@ def write_report(out_dir: str | Path, results: dict[str, Any]) -> Path:
     if "scores" in results:  # image-text retrieval: every score matrix and its metrics
         from cl.reporting.scores import score_metrics_markdown, scores_markdown
 
-        matrices = ["## Score matrices (%)\n\nRows: after training task t. Columns: task j. "
-                    "Metrics of the primary score are those of cl compare.",
+        matrices = [("## Score matrices (%)\n\nRows: after training task t. Columns: task j. "
+                    "Metrics of the primary score are those of cl compare."),
                     scores_markdown(results), "## Metrics of every score (%)",
                     score_metrics_markdown(results)]
     else:

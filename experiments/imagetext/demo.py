@@ -29,8 +29,8 @@ STRATEGIES: dict[str, dict[str, object]] = {
 def run_all(out: Path, *, backbone: str, iterations: int, batch_size: int, lr: float,
             seed: int) -> dict[str, dict]:
     """Run every strategy of :data:`STRATEGIES`; return ``{name: results.json dict}``."""
-    import streams
     import strategies
+    import streams
     from cl import Runner, create_backbone
 
     results = {}
@@ -51,8 +51,8 @@ def table(results: dict[str, dict]) -> str:
     def pct(v):
         return "—" if v is None else f"{100 * v:.1f}"
 
-    lines = ["| strategy | mean recall, final | avg incremental | forgetting | BWT | "
-             "i→t R@1 final | t→i R@1 final | i→t R@1 BWT |",
+    lines = [("| strategy | mean recall, final | avg incremental | forgetting | BWT | "
+             "i→t R@1 final | t→i R@1 final | i→t R@1 BWT |"),
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, res in results.items():
         m, i2t, t2i = (res["score_metrics"][k] for k in ("mean_recall", "i2t_recall@1",
@@ -75,7 +75,6 @@ def figure(results: dict[str, dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     from cl.core.results import matrix_from_json
 

@@ -11,10 +11,10 @@ cosine decay per task, and the logit scale clamped after every step. This is the
 
 A step: draw a global batch of images (every rank its strided share,
 :func:`cl.runtime.data.loader` with ``shard=True``), one caption per image
-(``caption``: random or first), encode both (through DDP under ``torchrun``), sum
-the loss terms (:meth:`ContrastiveFinetune._terms`, which subclasses extend),
-step, clamp ``logit_scale`` to ``[0, ln(logit_scale_max)]`` as Mod-X and
-open_clip do.
+(``caption``: random or first), encode both, sum the loss terms
+(:meth:`ContrastiveFinetune._terms`, which subclasses extend), average the gradients
+over ranks under ``torchrun``, step, clamp ``logit_scale`` to ``[0, ln(logit_scale_max)]``
+as Mod-X and open_clip do.
 
 Backbone binding and resume
 ---------------------------
@@ -247,10 +247,11 @@ class ContrastiveFinetune(Strategy):
         if data.dataset is None and len(data.targets) == 0:
             ctx.record("trained", False)
             return
-        if not isinstance(data.dataset, ImageTextDataset):
-            raise ValueError(f"{self.label} trains on image-text pairs, but task {ctx.task.name!r} "
-                             f"of stream {ctx.stream.name!r} is not an image-text task; use an "
-                             "image-text stream (cl list streams).")
+        if not isinstance(data.dataset, ImageTextDataset):  # a wrong stream: a user error
+            raise ValueError(  # noqa: TRY004
+                f"{self.label} trains on image-text pairs, but task {ctx.task.name!r} "
+                f"of stream {ctx.stream.name!r} is not an image-text task; use an "
+                "image-text stream (cl list streams).")
         o = self.options
         batches = PairBatches(self._parts(data, ctx), batch_size=o.batch_size, caption=o.caption,
                               generator=ctx.generator, num_workers=ctx.num_workers)
@@ -278,7 +279,6 @@ class ContrastiveFinetune(Strategy):
         warmup, min_ratio = int(o.warmup * total), o.min_lr / o.lr
         autocast = torch.autocast(device.type, dtype=torch.bfloat16,
                                   enabled=o.amp and device.type == "cuda")
-        ddp = distributed.wrap_ddp(model)
         tokenizer = self._backbone.tokenizer
         max_log_scale = math.log(o.logit_scale_max)
         model.train()
@@ -291,12 +291,9 @@ class ContrastiveFinetune(Strategy):
                 x, captions = next(batches)
                 x, tokens = x.to(device), tokenizer(captions).to(device)
                 with autocast:
-                    if ddp is None:
-                        image = model.encode_image(x, normalize=True)
-                        text = model.encode_text(tokens, normalize=True)
-                        scale = model.logit_scale.exp()
-                    else:  # through DDP's forward so gradients are averaged across ranks
-                        image, text, scale = ddp(image=x, text=tokens)[:3]
+                    image = model.encode_image(x, normalize=True)
+                    text = model.encode_text(tokens, normalize=True)
+                    scale = model.logit_scale.exp()
                     terms = self._terms(model, x, tokens, full_precision(image),
                                         full_precision(text), full_precision(scale))
                 loss = sum(terms.values())
@@ -306,6 +303,7 @@ class ContrastiveFinetune(Strategy):
                         f"{ctx.task.name!r}; lower lr (now {o.lr}), e.g. --set strategy.lr={o.lr / 10:g}.")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                self._average_gradients(params)
             if i == 0:
                 ctx.count("train_flops", counting.get_total_flops() * total)
             opt.step()
@@ -316,6 +314,18 @@ class ContrastiveFinetune(Strategy):
         if not all(torch.isfinite(p).all() for p in params):
             raise FloatingPointError(f"{self.label} weights became non-finite in task "
                                      f"{ctx.task.name!r}; lower lr (now {o.lr}).")
+
+    @staticmethod
+    def _average_gradients(params: list[torch.Tensor]) -> None:
+        """Average gradients over ranks (open_clip's convention with ``local_loss`` and
+        ``gather_with_grad``: each rank's loss covers its rows against the global batch, so
+        the rank average is the gradient of the global contrastive loss)."""
+        world = distributed.world_size()
+        if world == 1:
+            return
+        distributed.all_reduce_gradients(params)
+        for p in params:
+            p.grad.div_(world)
 
     @staticmethod
     def frozen_copy(model: nn.Module) -> nn.Module:

@@ -18,9 +18,10 @@ Several ranks (``torchrun``)
 With ``world_size > 1`` the features of all ranks are gathered with
 ``open_clip.loss.gather_features``: the current model's *with* gradients
 (``torch.distributed.nn.all_gather``, whose backward sums every rank's gradient
-into the owning rank), the frozen models' without. Under DDP's gradient
-averaging, each loss then has the gradient of the same loss computed on the
-global batch by a single process (checked in ``tests/test_imagetext_losses.py``).
+into the owning rank), the frozen models' without. With the gradients averaged over
+ranks (:func:`cl.runtime.distributed.all_reduce_gradients` divided by the world size),
+each loss then has the gradient of the same loss computed on the global batch by a
+single process (checked in ``tests/strategies/imagetext/test_losses.py``).
 """
 
 from __future__ import annotations

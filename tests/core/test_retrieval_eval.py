@@ -8,8 +8,8 @@ import torch
 from cl import Runner, Strategy, create_backbone
 from cl.core.retrieval import image_text_recall, multimodal_map_at_k
 from cl.core.retrieval_eval import recall_scores, score_names
-from cl.errors import ProtocolError
 from cl.core.selection import Protocol
+from cl.errors import ProtocolError
 from streams.imagetext.tasks import image_text_stream, image_text_task
 
 

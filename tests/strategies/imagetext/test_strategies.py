@@ -41,9 +41,9 @@ def test_lr_factor_is_modx_warmup_cosine_and_ctp_cosine():
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(batch_size=0), "batch_size"), (dict(lr=-1.0), "lr"), (dict(min_lr=1.0), "min_lr"),
-    (dict(warmup=1.5), "warmup"), (dict(caption="all"), "caption"),
-    (dict(betas=(0.9,)), "betas"), (dict(iterations=0), "iterations")])
+    ({"batch_size": 0}, "batch_size"), ({"lr": -1.0}, "lr"), ({"min_lr": 1.0}, "min_lr"),
+    ({"warmup": 1.5}, "warmup"), ({"caption": "all"}, "caption"),
+    ({"betas": (0.9,)}, "betas"), ({"iterations": 0}, "iterations")])
 def test_bad_options_name_the_option(bad, match):
     with pytest.raises(ValueError, match=match):
         ContrastiveOptions(**bad)
