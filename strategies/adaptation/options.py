@@ -234,7 +234,7 @@ class ZSCLOptions(FinetuneOptions):
 
 
 #: DDAS threshold of ``ddas_features = "clip"`` (chosen on the toy world, docs/adaptation.md)
-CLIP_DDAS_THRESHOLD = 0.0
+CLIP_DDAS_THRESHOLD = 0.007
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,28 +27,39 @@ fingerprint, so editing the world invalidates cached features.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from hashlib import sha256
 from importlib import resources
 from types import MappingProxyType
 from typing import Any, Literal
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from streams.benchmarks.splits import class_order, task_classes
 from streams.benchmarks.xtail import few_shot
 from streams.core import Stream, Task
 from streams.toyworld.attributes import (
+    BACKGROUNDS,
     COLOURS,
+    COUNTS,
     DIGITS,
     DOMAINS,
+    HELD_IN_OBJECTS,
+    HELD_OUT_COMBINATIONS,
+    POSITIONS,
     SHAPES,
+    TEXTURES,
     Domain,
     digit_object,
+    held_in,
 )
+from streams.toyworld.captions import full_caption
 from streams.toyworld.dataset import CaptionDataset, domain_dataset, domain_scenes
+from streams.toyworld.render import random_scene
 
 #: default task order of ``toy-mtil``: held-out domains interleaved with held-in ones
 MTIL_ORDER: tuple[str, ...] = (
@@ -58,6 +69,8 @@ MTIL_ORDER: tuple[str, ...] = (
 XTAIL_ORDER: tuple[str, ...] = ("shapes", "digits", "new-shapes", "new-digits")
 _WORLD_FILES = ("attributes.py", "render.py", "captions.py", "dataset.py")
 _CIL_DOMAIN = {"digit": "digits", "shape": "shapes", "colour": "colours"}
+#: scenes in the reference set of a toy stream (:func:`reference_set`)
+REFERENCE_SIZE = 1000
 
 
 @cache
@@ -82,6 +95,34 @@ def _domains(names: Sequence[str], allowed: Sequence[str]) -> list[Domain]:
     if len(set(names)) != len(names):
         raise ValueError(f"toy domains repeat: {list(names)}.")
     return [DOMAINS[n] for n in names]
+
+
+def reference_set(*, n: int = REFERENCE_SIZE, seed: int = 0) -> tuple[CaptionDataset, list[str]]:
+    """A reference set held out from every task: ``n`` scenes of the pretraining distribution
+    and their full captions (the toy world's stand-in for ZSCL's ImageNet images and
+    Conceptual Captions, Zheng et al. 2023, Sec. 3.2).
+
+    Scenes take held-in values only (held-in objects and colours, every texture, count,
+    position and background, no held-out combination), as ``toy-clip``'s pretraining does,
+    and are drawn from ``default_rng([seed, crc32("reference")])``, a generator no task
+    split uses; digit glyphs come from the training pool, never the test pool. Offered by
+    every toy stream as ``metadata["reference_set"]`` (used by ``zscl``).
+
+    Returns
+    -------
+    images : CaptionDataset, length n
+        Items ``(PIL image, [full caption])``.
+    captions : list of str, length n
+        The full caption of every scene.
+    """
+    _check_sizes(n=n)
+    rng = np.random.default_rng([seed, zlib.crc32(b"reference")])
+    scenes = [random_scene(rng, objects=HELD_IN_OBJECTS, colours=held_in("colour"),
+                           textures=TEXTURES, counts=tuple(COUNTS), positions=tuple(POSITIONS),
+                           backgrounds=BACKGROUNDS, exclude=HELD_OUT_COMBINATIONS)
+              for _ in range(n)]
+    data = CaptionDataset(scenes, n_captions=1, glyphs="train")
+    return data, [full_caption(s) for s in scenes]
 
 
 def domain_task(domain: Domain, *, n_train: int, n_test: int, seed: int, stream: str,
@@ -122,7 +163,8 @@ def toy_mtil(
     chosen = _domains(list(MTIL_ORDER if domains is None else domains), tuple(DOMAINS))
     tasks = tuple(domain_task(d, n_train=n_train, n_test=n_test, seed=seed, stream="toy-mtil")
                   for d in chosen)
-    return Stream("toy-mtil", tasks, "task-incremental", {"seed": seed})
+    return Stream("toy-mtil", tasks, "task-incremental",
+                  {"seed": seed, "reference_set": partial(reference_set, seed=seed)})
 
 
 def toy_xtail(
@@ -161,7 +203,9 @@ def toy_xtail(
                         load_test=task.load_test, key=f"{task.key}:shots={n_shots}",
                         templates=task.templates, metadata=dict(task.metadata) | {"n_shots": n_shots})
         tasks.append(task)
-    return Stream("toy-xtail", tuple(tasks), "task-agnostic", {"n_shots": n_shots, "seed": seed})
+    return Stream("toy-xtail", tuple(tasks), "task-agnostic",
+                  {"n_shots": n_shots, "seed": seed,
+                   "reference_set": partial(reference_set, seed=seed)})
 
 
 def toy_cil(
@@ -205,7 +249,8 @@ def toy_cil(
                           load_train=task.load_train, load_test=task.load_test,
                           key=task.key, templates=task.templates,
                           metadata=dict(task.metadata) | {"classes": list(group)}))
-    return Stream("toy-cil", tuple(tasks), "class-incremental", {"class_order": order})
+    return Stream("toy-cil", tuple(tasks), "class-incremental",
+                  {"class_order": order, "reference_set": partial(reference_set, seed=seed)})
 
 
 @dataclass(frozen=True)
