@@ -39,7 +39,12 @@ def test_every_python_snippet_runs(doc, tmp_path, monkeypatch):
     SETUP.get(doc.name, lambda root: None)(tmp_path)
     namespace: dict = {}
     for i, block in enumerate(blocks):  # blocks of one page share a namespace, in order
-        exec(compile(block, f"{doc.name} python block {i}", "exec"), namespace)  # noqa: S102
+        try:
+            exec(compile(block, f"{doc.name} python block {i}", "exec"), namespace)  # noqa: S102
+            error = None
+        except Exception as exc:  # noqa: BLE001 - reported with the snippet below
+            error = exc
+        assert error is None, f"{doc.name} python block {i} raised {error!r}:\n{block}"
 
 
 def test_docs_have_snippets_to_run():

@@ -65,20 +65,26 @@ def test_strategy_hook_typos(name, closest):
                out_dir="unused")
 
 
-def test_valid_names_and_helpers_pass():
+def test_valid_names_and_helpers_pass(tmp_path):
+    calls: list[str] = []
+
     class Fine(Centroid):
-        def after_task(self, ctx):  # a real hook
-            pass
+        def after_task(self, ctx):  # a real hook: the runner calls it after every task
+            calls.append(ctx.task.name)
 
         def fit_head(self):  # an ordinary helper
-            pass
+            calls.append("fit_head")
 
         def _after_step(self):  # private helpers are never hooks
-            pass
+            calls.append("_after_step")
 
     check_strategy(Fine())
     for name in ("nmc", "gda", "finetune", "lora", "codyra", "zeroshot"):
         check_strategy(strategies.get(name))  # every registered strategy is clean
+    stream = __import__("streams").get("split-digits", n_tasks=2)
+    Runner(stream, Fine(), create_backbone("pixels"), out_dir=tmp_path / "run", progress=False,
+           cache_dir=str(tmp_path / "cache")).run()
+    assert calls == list(stream.task_names)  # the hook ran once per task, the helpers never
 
 
 def test_plugin_hook_typos_and_registered_plugins():
