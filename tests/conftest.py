@@ -1,9 +1,45 @@
 """Shared fixtures: keep every test's caches and runs inside its tmp dir; one torch thread."""
 
+import os
+import socket
+from collections.abc import Callable
+
 import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+def _cli_rank(rank: int, world: int, port: int, argv: list[str]) -> None:
+    """One ``torchrun``-like rank of ``cl`` (gloo on CPU): the environment torchrun sets, then
+    the CLI; a non-zero exit code fails the process."""
+    from cl.cli import main
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), CUDA_VISIBLE_DEVICES="")
+    code = main(argv)
+    import torch.distributed as dist
+
+    dist.destroy_process_group()
+    if code != 0:
+        raise SystemExit(code)
+
+
+@pytest.fixture(scope="session")
+def cli_on_two_ranks() -> Callable[[list[str]], None]:
+    """``run(argv)``: ``cl *argv`` in two forked gloo processes on a free local port; raises
+    if either process fails."""
+    import torch.multiprocessing as mp
+
+    def run(argv: list[str]) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        ctx = mp.start_processes(_cli_rank, args=(2, port, argv), nprocs=2, join=True,
+                                 start_method="fork")
+        assert ctx is None or ctx.join()
+
+    return run
 
 
 @pytest.fixture(autouse=True)

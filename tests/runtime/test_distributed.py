@@ -1,36 +1,10 @@
 """Two CPU processes (gloo) give the same accuracy matrix as one process."""
 
 import json
-import os
-import socket
 
 import pytest
-import torch.multiprocessing as mp
 
 from cl.cli import main
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, argv: list[str]) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), CUDA_VISIBLE_DEVICES="")
-    code = main(argv)
-    import torch.distributed as dist
-
-    dist.destroy_process_group()
-    if code != 0:
-        raise SystemExit(code)
-
-
-def run_two_processes(argv: list[str]) -> None:
-    ctx = mp.start_processes(_worker, args=(2, _free_port(), argv), nprocs=2, join=True,
-                             start_method="fork")
-    assert ctx is None or ctx.join()
 
 
 @pytest.mark.parametrize(
@@ -40,11 +14,11 @@ def run_two_processes(argv: list[str]) -> None:
       "--set", "strategy.rank=2", "--set", "strategy.lr=0.01"]],
     ids=["features", "lora"],
 )
-def test_two_gloo_processes_match_one_process(tmp_path, strategy):
+def test_two_gloo_processes_match_one_process(tmp_path, strategy, cli_on_two_ranks):
     base = ["run", "--no-progress", "--backbone", "cl-tiny-vit", "--stream", "split-digits",
             "--set", "stream.n_tasks=2", *strategy]
     assert main([*base, "--out", str(tmp_path / "one")]) == 0
-    run_two_processes([*base, "--out", str(tmp_path / "two"),
+    cli_on_two_ranks([*base, "--out", str(tmp_path / "two"),
                        "--cache-dir", str(tmp_path / "cache2")])
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     two = json.loads((tmp_path / "two" / "results.json").read_text())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch.multiprocessing as mp
 from PIL import Image
 
 from cl.cli import main
@@ -89,33 +87,14 @@ def test_sigkill_mid_run_then_resume_gives_the_uninterrupted_matrix(name, refere
         assert a["peak_memory_bytes"] > 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, argv: list[str]) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), CUDA_VISIBLE_DEVICES="")
-    code = main(argv)
-    import torch.distributed as dist
-
-    dist.destroy_process_group()
-    if code != 0:
-        raise SystemExit(code)
-
-
-def test_two_gloo_processes_train_zscl_and_moe_adapters_as_one(reference, tmp_path):
+def test_two_gloo_processes_train_zscl_and_moe_adapters_as_one(reference, tmp_path,
+                                                              cli_on_two_ranks):
     """ZSCL (per-example terms only) gives the 1-process matrix; MoE-Adapters, whose ranks leave
     different experts unused and draw their own routing noise, trains and freezes alike."""
     for name, extra in (("zscl", ["--set", "strategy.text_loss=false"]), ("moe-adapters", [])):
         argv = [*_argv(name, reference), *extra]
         assert main(["run", "--out", str(tmp_path / name / "one"), *argv]) == 0
-        two = ["run", "--out", str(tmp_path / name / "two"), *argv]
-        ctx = mp.start_processes(_worker, args=(2, _free_port(), two), nprocs=2, join=True,
-                                 start_method="fork")
-        assert ctx is None or ctx.join()
+        cli_on_two_ranks(["run", "--out", str(tmp_path / name / "two"), *argv])
         one, two_ = _results(tmp_path / name / "one"), _results(tmp_path / name / "two")
         assert two_["status"] == "completed"
         for a, b in zip(one["compute"], two_["compute"], strict=True):

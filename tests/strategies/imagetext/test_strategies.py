@@ -219,32 +219,16 @@ def test_a_killed_run_resumes_with_the_same_scores(name, tmp_path, registered_ca
     assert cut["scores"] == full["scores"]
 
 
-def _worker(rank: int, world: int, port: int, argv: list[str]) -> None:
-    import os
-
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), CUDA_VISIBLE_DEVICES="")
-    code = main(argv)
-    import torch.distributed as dist
-
-    dist.destroy_process_group()
-    if code != 0:
-        raise SystemExit(code)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["contrastive-ft", "er-contrastive", "mod-x", "ctp"])
 def test_two_gloo_processes_train_on_the_global_contrastive_batch(name, tmp_path,
-                                                                  registered_captions):
+                                                                  registered_captions,
+                                                                  cli_on_two_ranks):
     """Features are gathered with gradients: two ranks of 4 pairs train as one process of 8.
 
     ``eps=1`` keeps AdamW's first steps continuous in the gradient: with a tiny ε a parameter
     whose exact gradient is 0 (the key bias of attention) moves by ±lr on the sign of
     rounding noise, which differs between one and two processes."""
-    import socket
-
-    import torch.multiprocessing as mp
-
     base = ["run", "--stream", registered_captions, "--backbone", "cl-tiny-vit", "--strategy", name,
             "--set", "strategy.iterations=5", "--set", "strategy.batch_size=8",
             "--set", "strategy.lr=0.001", "--set", "strategy.eps=1.0", "--set", "stream.n_test=9",
@@ -252,11 +236,7 @@ def test_two_gloo_processes_train_on_the_global_contrastive_batch(name, tmp_path
     if name == "ctp":
         base += ["--set", "strategy.queue_size=16"]
     assert main([*base, "--out", str(tmp_path / "one")]) == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.start_processes(_worker, args=(2, port, [*base, "--out", str(tmp_path / "two")]), nprocs=2,
-                       join=True, start_method="fork")
+    cli_on_two_ranks([*base, "--out", str(tmp_path / "two")])
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     assert two["status"] == "completed"
