@@ -22,6 +22,13 @@ equal predictions of incremental and refit models on held-out features of all
 classes after the last task (for ranpac the refit uses the incremental run's
 last λ, since λ is chosen per task).
 
+**Whole runs** (``--cli``, on by default): ``cl run`` as a process with each strategy's
+*default* options, side by side: ``ranpac`` (M = 10,000) against ``nmc`` on
+``split-digits`` (wall-time ratio, goal ≤ 3×; peak RSS, goal ≤ 1.5 GB) and ``rail``
+(M = 15,000, float64) against ``nmc`` on ``toy-xtail`` with ``toy-clip`` (peak RSS, goal
+≤ 2.5 GB). Wall time and peak RSS are the child process's own (``os.wait4``); each run
+writes its run directory under a temporary directory, whose size is printed too.
+
 Usage::
 
     OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python experiments/benchmarks/bench_analytic.py
@@ -34,7 +41,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -96,6 +106,43 @@ def run_refit(make: Callable[[], Any], stream: SyntheticStream, tasks: int, budg
     return timing, peaks
 
 
+CLI_RUNS: tuple[tuple[str, ...], ...] = (
+    ("--strategy", "nmc"),
+    ("--strategy", "ranpac"),
+    ("--stream", "toy-xtail", "--backbone", "toy-clip", "--strategy", "nmc"),
+    ("--stream", "toy-xtail", "--backbone", "toy-clip", "--strategy", "rail"),
+)
+
+
+def cl_run(args: tuple[str, ...], root: Path) -> tuple[float, int, int]:
+    """Wall seconds, peak RSS bytes and run-directory bytes of ``cl run ARGS`` as a process."""
+    out = root / "-".join(a.lstrip("-") for a in args)
+    env = dict(os.environ, CL_CACHE_DIR=str(root / "cache"))
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "cl", "run", *args, "--out", str(out)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"cl run {' '.join(args)} failed: {proc.stderr.read().decode()[-2000:]}")
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    return seconds, usage.ru_maxrss * 1024, size
+
+
+def compare_cli_runs() -> None:
+    """Print the whole-run comparison of the module docstring (defaults of each strategy)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for args in CLI_RUNS[:1]:  # warm the feature cache so no run pays extraction alone
+            cl_run(args, root / "warm")
+        rows = {args: cl_run(args, root) for args in CLI_RUNS}
+    for (a, b) in ((CLI_RUNS[1], CLI_RUNS[0]), (CLI_RUNS[3], CLI_RUNS[2])):
+        (wa, ra, da), (wb, rb, db) = rows[a], rows[b]
+        print(f"cl run {' '.join(a):<62} {wa:6.1f} s, peak RSS {ra / 2**30:4.2f} GiB, run dir "
+              f"{da / 2**20:6.1f} MiB | vs {b[-1]}: {wb:5.1f} s, {rb / 2**30:4.2f} GiB -> "
+              f"{wa / wb:4.2f}x wall", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=100)
@@ -112,7 +159,11 @@ def main() -> None:
     parser.add_argument("--heads", nargs="+",
                         default=["fecam", "fecam-lowrank", "klda", "ranpac", "rail"])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cli", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time whole `cl run` processes with default options")
     args = parser.parse_args()
+    if args.cli:
+        compare_cli_runs()
     T = args.tasks
     stream = make_stream(T, args.classes, args.train, args.test, args.dim, args.separation, args.seed)
     print(f"stream: {T} tasks x {stream.per_task} features, D={args.dim}, {T * args.classes} classes")

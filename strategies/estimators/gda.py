@@ -14,9 +14,19 @@ from typing import Any
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import lapack
 from sklearn.utils.validation import check_is_fitted
 
 from strategies.estimators.class_stats import IncrementalClassStats
+
+
+def condition_number(A: np.ndarray, factor: tuple[np.ndarray, bool]) -> float:
+    """1-norm condition number of SPD ``A`` from its ``cho_factor`` (LAPACK ``?pocon`` estimate)."""
+    c, lower = factor
+    pocon = lapack.get_lapack_funcs("pocon", (c,))
+    rcond, _ = pocon(np.asfortranarray(c), float(np.abs(A).sum(axis=0).max()),
+                     uplo="L" if lower else "U")
+    return float("inf") if rcond == 0 else 1.0 / float(rcond)
 
 
 class GDA(IncrementalClassStats):
@@ -79,6 +89,8 @@ class GDA(IncrementalClassStats):
     intercept_ : ndarray, shape (C,)
     shrinkage_ : float
         Coefficient actually used (``nan`` for ``"ks"``, which has its own form).
+    condition_number_ : float
+        1-norm condition number of ``covariance_`` (``nan`` with ``solver="pinv"``).
     n_features_in_ : int
     """
 
@@ -151,6 +163,7 @@ class GDA(IncrementalClassStats):
         cov, self.shrinkage_ = self._shrunk_covariance()
         if self.solver == "pinv":
             precision = linalg.pinvh(cov)
+            self.condition_number_ = float("nan")
         else:
             try:
                 factor = linalg.cho_factor(cov, lower=True)
@@ -161,6 +174,7 @@ class GDA(IncrementalClassStats):
                 ) from err
             precision = linalg.cho_solve(factor, np.eye(cov.shape[0]))
             precision = (precision + precision.T) / 2.0
+            self.condition_number_ = condition_number(cov, factor)
         self.covariance_, self.precision_ = cov, precision
         self.priors_ = self._priors()
         self.coef_ = self.means_ @ precision

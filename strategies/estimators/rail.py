@@ -6,10 +6,15 @@ github.com/linghan1997/Regression-based-Analytic-Incremental-Learning).
 
 Primal form (``primal_RAIL.py``)
     ``h(x) = ReLU(x·W)`` with ``W ~ U(−1/√D, 1/√D)`` (D×M, M = 15,000) and ridge
-    regression onto one-hot labels of every class seen so far, ``λ = 0.1``,
-    solved recursively: ``R = (ΣhhᵀW + λI)⁻¹`` after the first task, then
-    Woodbury updates (:class:`~strategies.estimators.ridge.IncrementalRidge`
-    with ``solver="recursive"``). Exact: equal to one ridge fit on all data.
+    regression onto one-hot labels of every class seen so far, ``λ = 0.1``.
+    The reference solves it recursively (``R = (ΣhhᵀW + λI)⁻¹`` after the first
+    task, then Woodbury updates: ``solver="recursive"``,
+    :class:`~strategies.estimators.ridge.IncrementalRidge`); by default the same
+    head is solved in its dual form while the samples seen are at most M, then
+    as ``G + λI`` (``solver="auto"``,
+    :class:`~strategies.estimators.feature_ridge.RandomFeatureRidge`): no M×M
+    matrix until more than M samples are seen. Exact: equal to one ridge fit
+    on all data.
 Dual form (``dual_RAIL.py``)
     kernel ridge regression with the Gaussian kernel ``exp(−γ‖x − x'‖²)``,
     ``γ = 0.1``, ``λ = 0.001``, refitted on all stored training features after
@@ -32,6 +37,7 @@ from scipy import linalg
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
+from strategies.estimators.feature_ridge import RandomFeatureRidge
 from strategies.estimators.incremental_classifier import IncrementalClassifier
 from strategies.estimators.random_features import RandomReLUFeatures
 from strategies.estimators.ridge import IncrementalRidge, one_hot
@@ -85,7 +91,12 @@ class RAIL(IncrementalClassifier):
     gamma : float
         Dual Gaussian kernel width (reference: 0.1).
     dtype : {"float64", "float32"}
-        Primal storage of ``R`` (M = 15,000: 1.8 GB in float64, 0.9 GB in float32).
+        Primal storage of ``G`` or ``R`` (M = 15,000: 1.8 GB in float64, 0.9 GB in float32).
+    solver : {"auto", "dual", "primal", "recursive"}
+        Primal form's solver: ``"recursive"`` is the reference's Woodbury recursion on
+        ``R``; the others as :class:`~strategies.estimators.feature_ridge.RandomFeatureRidge`.
+    device : str or None
+        Torch device of the primal form's products and solves (``None``: NumPy).
     random_state : int
 
     Attributes
@@ -102,12 +113,14 @@ class RAIL(IncrementalClassifier):
 
     def __init__(self, *, form: str = "primal", n_components: int = 15_000,
                  alpha: float | None = None, gamma: float = 0.1, dtype: str = "float64",
-                 random_state: int = 0) -> None:
+                 solver: str = "auto", device: str | None = None, random_state: int = 0) -> None:
         self.form = form
         self.n_components = n_components
         self.alpha = alpha
         self.gamma = gamma
         self.dtype = dtype
+        self.solver = solver
+        self.device = device
         self.random_state = random_state
 
     def _check_params(self) -> None:
@@ -118,15 +131,26 @@ class RAIL(IncrementalClassifier):
             if (v is not None or name == "gamma") and (
                     isinstance(v, bool) or not isinstance(v, Real) or not v > 0):
                 raise ValueError(f"RAIL {name} must be a number > 0, got {v!r}.")
+        if self.solver not in ("auto", "dual", "primal", "recursive"):
+            raise ValueError("RAIL solver must be 'auto', 'dual', 'primal' or 'recursive', "
+                             f"got {self.solver!r}.")
         if self.form == "primal":
             self._make_ridge()._check_params()
-            RandomReLUFeatures(self.n_components).fit(np.zeros((1, 1)))
 
     def _alpha(self) -> float:
         return float(RAIL_ALPHAS[self.form] if self.alpha is None else self.alpha)
 
-    def _make_ridge(self) -> IncrementalRidge:
-        return IncrementalRidge(alpha=self._alpha(), solver="recursive", dtype=self.dtype)
+    def _make_ridge(self) -> IncrementalRidge | RandomFeatureRidge:
+        if self.solver == "recursive":
+            return IncrementalRidge(alpha=self._alpha(), solver="recursive", dtype=self.dtype)
+        return RandomFeatureRidge(n_components=self.n_components, distribution="uniform",
+                                  alpha=self._alpha(), solver=self.solver, dtype=self.dtype,
+                                  device=self.device, random_state=self.random_state)
+
+    @property
+    def condition_number_(self) -> float | None:
+        """Condition number of the primal system solved for the last chunk (not recursive)."""
+        return getattr(getattr(self, "ridge_", None), "condition_number_", None)
 
     def _reset(self) -> None:
         for name in ("classes_", "alpha_", "projection_", "ridge_", "X_fit_", "y_fit_",
@@ -143,11 +167,17 @@ class RAIL(IncrementalClassifier):
         self.alpha_ = self._alpha()
         if self.form == "primal":
             if first:
-                self.projection_ = RandomReLUFeatures(
-                    self.n_components, distribution="uniform", random_state=self.random_state,
-                    dtype=self.dtype).fit(X)
                 self.ridge_ = self._make_ridge()
-            self.ridge_.partial_fit(self.projection_.project(X), y, classes)
+                if self.solver == "recursive":
+                    self.projection_ = RandomReLUFeatures(
+                        self.n_components, distribution="uniform",
+                        random_state=self.random_state, dtype=self.dtype).fit(X)
+            if self.solver == "recursive":
+                self.ridge_.partial_fit(self.projection_.project(X), y, classes)
+            else:
+                self.ridge_.device = self.device
+                self.ridge_.partial_fit(X, y, classes)
+                self.projection_ = self.ridge_.projection_
             self.classes_ = self.ridge_.classes_
             return self
         self.X_fit_ = X if first else np.vstack([self.X_fit_, X])
@@ -158,9 +188,19 @@ class RAIL(IncrementalClassifier):
         self.dual_coef_ = linalg.solve(K, one_hot(self.y_fit_, self.classes_), assume_a="pos")
         return self
 
+    def statistics_nbytes(self) -> int:
+        """Bytes of the fitted state, without copying it."""
+        ridge = getattr(self, "ridge_", None)
+        if self.form == "primal" and hasattr(ridge, "statistics_nbytes"):
+            return ridge.statistics_nbytes()
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray)) + sum(
+            v.nbytes for v in vars(ridge or object()).values() if isinstance(v, np.ndarray))
+
     def _decision_function(self, X: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
         """Regression outputs (n, C) (or only ``columns``)."""
         if self.form == "primal":
+            if self.solver != "recursive":
+                return self.ridge_._decision_function(X, columns)
             return self.ridge_._decision_function(self.projection_.project(X), columns)
         coef = self.dual_coef_ if columns is None else self.dual_coef_[:, columns]
         return gaussian_kernel(X, self.X_fit_, self.gamma) @ coef
@@ -168,7 +208,8 @@ class RAIL(IncrementalClassifier):
     def get_statistics(self) -> dict[str, Any]:
         stats: dict[str, Any] = {"n_features_in": int(self.n_features_in_)}
         if self.form == "primal":
-            stats["components"] = self.projection_.components_.copy()
+            if self.solver == "recursive":
+                stats["components"] = self.projection_.components_.copy()
             stats.update({f"ridge.{k}": v for k, v in self.ridge_.get_statistics().items()})
         else:
             stats.update(X_fit=self.X_fit_.copy(), y_fit=self.y_fit_.copy(),
@@ -180,12 +221,16 @@ class RAIL(IncrementalClassifier):
         self._reset()
         self.n_features_in_, self.alpha_ = int(stats["n_features_in"]), self._alpha()
         if self.form == "primal":
-            self.projection_ = RandomReLUFeatures(self.n_components, distribution="uniform",
-                                                  random_state=self.random_state, dtype=self.dtype)
-            self.projection_.components_ = np.asarray(stats["components"])
-            self.projection_.n_features_in_ = self.n_features_in_
             self.ridge_ = self._make_ridge().set_statistics(
                 {k[6:]: v for k, v in stats.items() if k.startswith("ridge.")})
+            if self.solver == "recursive":
+                self.projection_ = RandomReLUFeatures(
+                    self.n_components, distribution="uniform", random_state=self.random_state,
+                    dtype=self.dtype)
+                self.projection_.components_ = np.asarray(stats["components"])
+                self.projection_.n_features_in_ = self.n_features_in_
+            else:
+                self.projection_ = self.ridge_.projection_
             self.classes_ = self.ridge_.classes_
         else:
             self.X_fit_ = np.asarray(stats["X_fit"], dtype=np.float64)

@@ -33,6 +33,7 @@ from threadpoolctl import ThreadpoolController
 
 from cl.core.strategy import Context, Strategy, TaskData
 from strategies.estimators.class_stats import IncrementalClassStats
+from strategies.estimators.feature_ridge import ILL_CONDITIONED
 from streams.core import LabelSpace
 
 CLIP_LOGIT_SCALE = 100.0
@@ -85,6 +86,8 @@ class TrainingFreeStrategy(Strategy):
     """
 
     inputs = "features"
+    #: record the condition number of each task's solve (ridge and random-feature heads)
+    reports_conditioning: bool = False
     model: IncrementalClassStats
     ensemble: bool
     alpha_grid: tuple[float, ...]
@@ -148,6 +151,7 @@ class TrainingFreeStrategy(Strategy):
             )
         if not self._use_ensemble(ctx):
             self._partial_fit(x, y, ctx)
+            self._record_conditioning(ctx)
             return
         fit, held = held_out_split(y, self.val_fraction, ctx.generator)
         self._partial_fit(x[fit], y[fit], ctx)
@@ -160,8 +164,26 @@ class TrainingFreeStrategy(Strategy):
         if ctx.stream.scenario == "task-incremental" and self.alpha is not None:
             self.task_alpha[ctx.task_index] = self.alpha
         ctx.record("ensemble_alpha", self.alpha)
+        self._record_conditioning(ctx)
+
+    def _record_conditioning(self, ctx: Context) -> None:
+        """Record the condition number of the system the estimator solved for this task
+        (``records[t]["condition_number"]``) and warn above :data:`ILL_CONDITIONED`: there,
+        the head depends on rounding (two correct solvers can differ by percent)."""
+        cond = getattr(self.model, "condition_number_", None)
+        if not self.reports_conditioning or cond is None or np.isnan(cond):
+            return
+        ctx.record("condition_number", float(cond))
+        if cond > ILL_CONDITIONED:
+            ctx.logger.warning(
+                "task %s: %s solved a system with condition number %.2g (> %.0e): its head "
+                "depends on rounding; a larger ridge (e.g. a fixed strategy.ridge) or fewer "
+                "random features makes it well conditioned.", ctx.task.name,
+                type(self).__name__, cond, ILL_CONDITIONED)
 
     def _partial_fit(self, x: torch.Tensor, y: torch.Tensor, ctx: Context) -> None:
+        if "device" in self.model.get_params():  # heavy solves on the run's GPU, if it has one
+            self.model.set_params(device=str(ctx.device) if ctx.device.type == "cuda" else None)
         try:
             self.model.partial_fit(x.double().numpy(), y.numpy())
         except ValueError as err:
@@ -207,6 +229,9 @@ class TrainingFreeStrategy(Strategy):
     def memory_bytes(self) -> int:
         if not self.fitted:
             return 0
+        nbytes = getattr(self.model, "statistics_nbytes", None)
+        if nbytes is not None:  # without copying the statistics
+            return int(nbytes())
         return sum(v.nbytes for v in self.model.get_statistics().values()
                    if isinstance(v, np.ndarray))
 

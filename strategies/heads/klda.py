@@ -28,6 +28,8 @@ class KLDAStrategy(TrainingFreeStrategy):
         Zero-shot ensemble as in ``gda`` (off by default: the papers have none).
     """
 
+    reports_conditioning = True
+
     def __init__(
         self,
         *,

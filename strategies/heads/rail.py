@@ -40,8 +40,14 @@ class RAILStrategy(TrainingFreeStrategy):
     fusion_weight : float
         ``w`` of the fusion (reference: 0.8).
     dtype : {"float64", "float32"}
+    solver : {"auto", "dual", "primal", "recursive"}
+        Primal form: ``"auto"`` solves the ridge in its dual form while the samples seen are
+        at most M, then ``G + λI``; ``"recursive"`` is the reference's Woodbury recursion
+        (an M×M matrix from the first task).
     random_state : int
     """
+
+    reports_conditioning = True
 
     def __init__(
         self,
@@ -53,12 +59,13 @@ class RAILStrategy(TrainingFreeStrategy):
         fusion: bool = True,
         fusion_weight: float = 0.8,
         dtype: Literal["float64", "float32"] = "float64",
+        solver: Literal["auto", "dual", "primal", "recursive"] = "auto",
         random_state: int = 0,
     ) -> None:
         if not 0.0 <= fusion_weight <= 1.0:
             raise ValueError(f"rail fusion_weight must lie in [0, 1], got {fusion_weight}.")
         model = RAIL(form=form, n_components=n_components, alpha=ridge, gamma=gamma,
-                     dtype=dtype, random_state=random_state)
+                     dtype=dtype, solver=solver, random_state=random_state)
         self._setup(model, ensemble=False, alpha_grid=None, val_fraction=0.2)
         self.fusion, self.fusion_weight = fusion, float(fusion_weight)
 

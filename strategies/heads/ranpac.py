@@ -27,11 +27,17 @@ class RanPACStrategy(TrainingFreeStrategy):
         the task's training features (the reference's procedure).
     ridge_grid : list of float or None
         Default ``10^-8 … 10^8``.
+    solver : {"auto", "dual", "primal"}
+        ``"auto"``: the dual (kernel) form while the training samples seen are at most M
+        (no M×M matrix; the checkpoint holds those samples' features and their n×n Gram),
+        then ``G + λI`` (see :mod:`strategies.estimators.feature_ridge`).
     dtype : {"float64", "float32"}
-        Storage of ``G`` (M = 10,000: 800 MB or 400 MB; it is in the checkpoint).
+        Storage of ``G`` once primal (M = 10,000: 800 MB or 400 MB; it is in the checkpoint).
     random_state : int
         Seeds the projection and the per-task split.
     """
+
+    reports_conditioning = True
 
     def __init__(
         self,
@@ -39,9 +45,10 @@ class RanPACStrategy(TrainingFreeStrategy):
         n_components: int | None = 10_000,
         ridge: float | Literal["auto"] = "auto",
         ridge_grid: list[float] | None = None,
+        solver: Literal["auto", "dual", "primal"] = "auto",
         dtype: Literal["float64", "float32"] = "float64",
         random_state: int = 0,
     ) -> None:
         model = RanPAC(n_components=n_components, alpha=ridge, alpha_grid=ridge_grid,
-                       dtype=dtype, random_state=random_state)
+                       solver=solver, dtype=dtype, random_state=random_state)
         self._setup(model, ensemble=False, alpha_grid=None, val_fraction=0.2)

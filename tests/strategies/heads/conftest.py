@@ -16,11 +16,12 @@ from streams.core import Stream
 
 @pytest.fixture
 def run(tmp_path: Path) -> Callable[..., dict[str, Any]]:
-    """``run(stream, name, backbone="pixels", **options)``: results dict of one run."""
+    """``run(stream, name, backbone="pixels", **options)``: results dict of one run (each call
+    in its own run directory)."""
 
     def _run(stream: Stream, name: str, backbone: str = "pixels", **options: Any) -> dict[str, Any]:
         runner = Runner(stream, strategies.get(name, **options), create_backbone(backbone),
-                        out_dir=tmp_path / f"run-{name}", cache_dir=str(tmp_path / "cache"),
+                        out_dir=tmp_path / f"run-{name}-{len(list(tmp_path.glob('run-*')))}", cache_dir=str(tmp_path / "cache"),
                         progress=False)
         return runner.run().results
 

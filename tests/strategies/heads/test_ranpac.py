@@ -39,3 +39,18 @@ def test_state_dict_round_trip() -> None:
     x = rng.normal(size=(5, 8))
     np.testing.assert_array_equal(b.model.class_scores(x), a.model.class_scores(x))
     assert all(isinstance(v, (torch.Tensor, int, float)) for v in a.state_dict()["stats"].values())
+
+
+def test_records_condition_number_and_warns_when_ill_conditioned(run, caplog) -> None:
+    """λ = 1e-8 with fewer samples than random features: ``G + λI`` has eigenvalues λ, so the
+    primal system is ill conditioned; the dual form of the same data is not."""
+    stream = streams.get("split-digits")  # 1,257 training images < M = 1,500
+    primal = run(stream, "ranpac", n_components=1500, ridge=1e-8, solver="primal")
+    conds = [r["condition_number"] for r in primal["records"]]
+    assert all(c > 1e12 for c in conds)
+    assert "condition number" in caplog.text and "strategy.ridge" in caplog.text
+    caplog.clear()
+    dual = run(stream, "ranpac", n_components=1500, ridge=1e-8, solver="dual")
+    assert all(r["condition_number"] < 1e12 for r in dual["records"])
+    assert "condition number" not in caplog.text
+    assert dual["metrics"]["average_accuracy"] >= 0.9
