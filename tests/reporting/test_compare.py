@@ -13,7 +13,7 @@ import pytest
 from matplotlib.container import BarContainer
 
 from cl.cli import main
-from cl.reporting.compare import compare, csv_table, format_bytes, load_runs
+from cl.reporting.compare import compare, csv_table, load_runs, select
 from cl.reporting.compare_plot import figure
 from cl.runtime.integrity import seal
 
@@ -41,12 +41,33 @@ def results(run_dir):
     return json.loads((run_dir / "results.json").read_text())
 
 
+def cells(line):
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def tables(text):
+    """Markdown → {section heading: list of row dicts keyed by that table's header}."""
+    out, heading, header = {}, None, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            heading, header = line[3:], None
+        elif line.startswith("|---"):
+            continue
+        elif line.startswith("|"):
+            if header is None:
+                header = cells(line)
+                out[heading] = []
+            else:
+                out[heading].append(dict(zip(header, cells(line), strict=True)))
+        else:
+            header = None
+    return out
+
+
 def table_rows(text):
-    """Markdown table → list of dicts keyed by header."""
-    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    return [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")), strict=True))
-            for ln in lines[2:]]
+    """The rows of every protocol table (P1, P2...) of a comparison, in order."""
+    return [row for heading, rows in tables(text).items() if heading and heading[:1] == "P"
+            for row in rows]
 
 
 def test_seeds_are_aggregated_to_mean_and_sample_std(runs):
@@ -112,7 +133,9 @@ def test_cli_writes_markdown_csv_and_plot(runs, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     text = md.read_text()
-    assert "| finetune | epochs=3 | split-digits | pixels | 2 | 0,1 |" in text
+    assert "| finetune | epochs=3 | 2 | 0,1 |" in text
+    assert "## P1: stream split-digits (n_tasks=2, seed=0, test_size=0.3); class order natural" \
+        in text
     assert "![comparison](fig.png)" in text  # the figure is linked relative to the Markdown
     assert text.split("![")[0].strip() in printed
     assert len(list(csv.DictReader(table.open()))) == 2
@@ -139,7 +162,7 @@ def test_figure_draws_group_means_with_std_error_bars(runs):
 
 def test_metrics_option_selects_columns(runs, capsys):
     assert main(["compare", str(runs / "nmc"), "--metrics", "average_accuracy,forgetting"]) == 0
-    header = capsys.readouterr().out.splitlines()[2]
+    header = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("|"))
     assert "avg acc (%)" in header and "forgetting (%)" in header and "BWT" not in header
     assert main(["compare", str(runs / "nmc"), "--metrics", "accuracy"]) == 2
     assert "unknown metric(s) 'accuracy'" in capsys.readouterr().err
@@ -152,16 +175,26 @@ def test_same_directory_names_get_distinct_labels(runs, tmp_path):
     assert [r.label for r in load_runs([a, b])] == ["a/run", "b/run"]
 
 
-def test_unfinished_run_counts_only_finished_tasks(runs, tmp_path):
+def test_an_unfinished_run_is_listed_apart_with_its_state_never_averaged(runs, tmp_path):
     run = tmp_path / "partial"
-    shutil.copytree(runs / "ft-0", run)
+    shutil.copytree(runs / "ft-1", run)
     res = results(run)
-    res["status"], res["completed_tasks"] = "failed", 1
+    res["status"], res["completed_tasks"], res["error"] = "failed", 1, "ValueError: boom"
     (run / "results.json").write_text(json.dumps(seal(res)))  # as a failed run writes it
-    (row,) = table_rows(compare([run]))
-    assert row["tasks"] == "1/2 (failed)"
-    assert row["train s"] == f"{res['compute'][0]['train_seconds']:.3g}"
-    assert row["memory"] == format_bytes(res["compute"][0]["memory_bytes"])
+    text = compare([runs / "ft-0", run])
+    (row,) = table_rows(text)
+    assert (row["strategy"], row["n"], row["seeds"]) == ("finetune", "1", "0")
+    acc = results(runs / "ft-0")["metrics"]["average_accuracy"]
+    assert row["avg acc (%)"] == f"{100 * acc:.1f}"  # the failed run's number is not in it
+    (listed,) = tables(text)["Not aggregated: unfinished runs"]
+    assert (listed["run"], listed["status"], listed["tasks"], listed["seed"]) == \
+        ("partial", "failed", "1/2", "1")
+    assert listed["error"] == "ValueError: boom"
+    fig = figure(select([runs / "ft-0", run]))
+    bars = fig.axes[0]
+    assert "1 unfinished run not drawn" in bars.get_title()
+    assert [t.get_text() for t in bars.get_xticklabels()] == ["finetune\nepochs=3"]
+    plt.close(fig)
 
 
 def test_bad_inputs_are_clear_errors(runs, tmp_path, capsys):
