@@ -41,36 +41,7 @@ def results(run_dir):
     return json.loads((run_dir / "results.json").read_text())
 
 
-def cells(line):
-    return [c.strip() for c in line.strip().strip("|").split("|")]
-
-
-def tables(text):
-    """Markdown → {section heading: list of row dicts keyed by that table's header}."""
-    out, heading, header = {}, None, None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            heading, header = line[3:], None
-        elif line.startswith("|---"):
-            continue
-        elif line.startswith("|"):
-            if header is None:
-                header = cells(line)
-                out[heading] = []
-            else:
-                out[heading].append(dict(zip(header, cells(line), strict=True)))
-        else:
-            header = None
-    return out
-
-
-def table_rows(text):
-    """The rows of every protocol table (P1, P2...) of a comparison, in order."""
-    return [row for heading, rows in tables(text).items() if heading and heading[:1] == "P"
-            for row in rows]
-
-
-def test_seeds_are_aggregated_to_mean_and_sample_std(runs):
+def test_seeds_are_aggregated_to_mean_and_sample_std(runs, table_rows):
     rows = table_rows(compare([runs / "ft-0", runs / "ft-1", runs / "nmc"]))
     assert [(r["strategy"], r["n"], r["seeds"]) for r in rows] == [("finetune", "2", "0,1"),
                                                                    ("nmc", "1", "0")]
@@ -85,7 +56,7 @@ def test_seeds_are_aggregated_to_mean_and_sample_std(runs):
     assert ft["options"] == "epochs=3" and nmc["options"] == "—"
 
 
-def test_two_settings_of_one_strategy_are_two_rows_with_their_options(runs):
+def test_two_settings_of_one_strategy_are_two_rows_with_their_options(runs, table_rows):
     rows = table_rows(compare([runs / "gda-0.1", runs / "gda-0.5"]))
     assert [(r["strategy"], r["options"], r["n"]) for r in rows] == [
         ("gda", "shrinkage=0.1", "1"), ("gda", "shrinkage=0.5", "1")]
@@ -104,7 +75,7 @@ def test_class_incremental_runs_show_no_mtil_metrics(runs):
     plt.close(fig)
 
 
-def test_per_seed_rows_and_csv_hold_the_same_numbers(runs, tmp_path):
+def test_per_seed_rows_and_csv_hold_the_same_numbers(runs, tmp_path, table_rows):
     text = compare([runs / "ft-0", runs / "ft-1"], per_seed=True)
     rows = table_rows(text)
     assert [r["strategy"] for r in rows] == ["finetune", "↳ seed 0", "↳ seed 1"]
@@ -119,7 +90,7 @@ def test_per_seed_rows_and_csv_hold_the_same_numbers(runs, tmp_path):
     assert "mtil_transfer_mean" not in table[0]
 
 
-def test_a_directory_of_runs_stands_for_all_of_them(runs):
+def test_a_directory_of_runs_stands_for_all_of_them(runs, table_rows):
     assert len(load_runs([runs])) == 5
     rows = table_rows(compare([runs]))
     assert {(r["strategy"], r["n"]) for r in rows} == {("nmc", "1"), ("finetune", "2"),
@@ -175,7 +146,7 @@ def test_same_directory_names_get_distinct_labels(runs, tmp_path):
     assert [r.label for r in load_runs([a, b])] == ["a/run", "b/run"]
 
 
-def test_an_unfinished_run_is_listed_apart_with_its_state_never_averaged(runs, tmp_path):
+def test_an_unfinished_run_is_listed_apart_with_its_state_never_averaged(runs, tmp_path, table_rows, tables):
     run = tmp_path / "partial"
     shutil.copytree(runs / "ft-1", run)
     res = results(run)
