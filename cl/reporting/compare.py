@@ -36,20 +36,17 @@ import io
 import os
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from cl.reporting.aggregate import Group, differing, format_value, group_runs, mean_std
-from cl.reporting.identity import Duplicate, deduplicate
-from cl.reporting.protocol import Protocol, check_over, split_by_protocol
+from cl.reporting.aggregate import Group, differing, format_value, mean_std
+from cl.reporting.comparison import Comparison, build, same_results, select
+from cl.reporting.protocol import Protocol
 from cl.reporting.runs import (
     METRIC_HEADERS,
     PLOT_FORMATS,
     RunSummary,
-    Unfinished,
     defined_value,
     format_bytes,
-    load_compared,
     load_runs,
     metric_header,
     metric_keys,
@@ -60,59 +57,6 @@ from cl.runtime.io import atomic_write_text
 
 #: marks a row whose runs all gave the same score matrix
 SAME_MARK = "†"
-
-
-@dataclass
-class Comparison:
-    """What a comparison counts, and what it leaves out.
-
-    Attributes
-    ----------
-    runs : list of RunSummary
-        Finished runs, each identity once, in the order given.
-    tables : list of (Protocol, list of Group)
-        One per protocol: its rows.
-    unfinished : list of Unfinished
-        Runs listed apart (not aggregated).
-    duplicates : list of Duplicate
-        Runs left out as another run given.
-    over : tuple of str
-        Keys aggregated over (the seed first).
-    """
-
-    runs: list[RunSummary]
-    tables: list[tuple[Protocol, list[Group]]]
-    unfinished: list[Unfinished]
-    duplicates: list[Duplicate]
-    over: tuple[str, ...]
-
-
-def build(runs: Sequence[RunSummary], unfinished: Sequence[Unfinished] = (),
-          over: Sequence[str] = ("seed",)) -> Comparison:
-    """The :class:`Comparison` of loaded runs: finished runs deduplicated, split by protocol
-    and grouped (unfinished ones among ``runs`` are moved to ``unfinished``).
-
-    Raises
-    ------
-    ValueError
-        An ``over`` key no run has, or a key of the protocol (:func:`check_over`).
-    """
-    over = tuple(dict.fromkeys(("seed", *over)))
-    finished = [r for r in runs if r.finished]
-    left = list(unfinished) + [Unfinished(r.label, r.path, r.status, r.completed, r.n_tasks,
-                                          None, r) for r in runs if not r.finished]
-    check_over([k for k in over if k != "seed"], [*finished, *(u.run for u in left if u.run)])
-    kept, duplicates = deduplicate(finished)
-    tables = [(p, group_runs(members, over)) for p, members in split_by_protocol(kept)]
-    return Comparison(kept, tables, left, duplicates, over)
-
-
-def select(run_dirs: Sequence[str | os.PathLike[str]], *, over: Sequence[str] = ("seed",),
-           allow_modified: bool = False) -> Comparison:
-    """Load the runs below ``run_dirs`` (:func:`cl.reporting.runs.load_compared`) and
-    :func:`build` their comparison."""
-    finished, unfinished = load_compared(run_dirs, allow_modified=allow_modified)
-    return build(finished, unfinished, over)
 
 
 # -- cells ---------------------------------------------------------------------------
@@ -130,12 +74,6 @@ def _pm(mean: float | None, std: float | None, same: bool = False) -> str:
 
 def _sci(value: float | None) -> str:
     return "—" if value is None else f"{value:.3g}"
-
-
-def same_results(group: Group) -> bool:
-    """Whether the group has several runs and they all gave the same score matrix."""
-    matrices = [r.matrix for r in group.runs]
-    return len(matrices) > 1 and matrices[0] is not None and all(m == matrices[0] for m in matrices)
 
 
 def _compute_columns(runs: Sequence[RunSummary]) -> list[tuple[str, str]]:

@@ -8,7 +8,7 @@ after the last task (the aligned-memory comparison the class-incremental survey
 of Zhou et al., "Deep Class-Incremental Learning: A Survey", asks for), its
 accuracy axis from 0, its points black so that the bar colours keep one meaning.
 
-Only the finished runs a :class:`~cl.reporting.compare.Comparison` counts are drawn
+Only the finished runs a :class:`~cl.reporting.comparison.Comparison` counts are drawn
 (each identity once); the title says how many unfinished runs were left out. With
 several protocols, each group's label starts with its protocol's number (``P1``).
 """
@@ -19,7 +19,6 @@ import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -29,6 +28,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from cl.reporting.aggregate import Group, mean_std
+from cl.reporting.comparison import Comparison, build
 from cl.reporting.runs import (
     METRIC_HEADERS,
     PLOT_FORMATS,
@@ -39,23 +39,18 @@ from cl.reporting.runs import (
 )
 from cl.runtime.io import atomic_write
 
-if TYPE_CHECKING:
-    from cl.reporting.compare import Comparison
-
 #: metrics drawn as grouped bars
 BAR_METRICS: tuple[str, ...] = ("average_accuracy", "forgetting", "mtil_transfer")
 
 
 def _comparison(runs: Sequence[RunSummary] | Comparison, over: Sequence[str]) -> Comparison:
-    from cl.reporting.compare import Comparison, build
-
     return runs if isinstance(runs, Comparison) else build(runs, over=over)
 
 
 def figure(runs: Sequence[RunSummary] | Comparison, over: Sequence[str] = ("seed",)) -> Figure:
     """Grouped bars of :data:`BAR_METRICS` (those defined for the runs' scenarios) per group,
     error bars = sample std over seeds; and accuracy against carried memory (finished runs
-    only, each counted once: :func:`cl.reporting.compare.build`)."""
+    only, each counted once: :func:`cl.reporting.comparison.build`)."""
     comparison = _comparison(runs, over)
     runs = comparison.runs
     several = len(comparison.tables) > 1
