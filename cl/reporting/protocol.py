@@ -144,12 +144,13 @@ class Protocol:
             how = "natural" if order_seed is None else f"seed {order_seed}"
             shown = ", ".join(map(str, self.class_order[:12]))
             order = f"class order {how}: [{shown}{', …' if len(self.class_order) > 12 else ''}]"
+        elif order_seed is not None:
+            order = f"class order seed {order_seed}"
         else:
-            order = ("class order: stream default" if order_seed is None
-                     else f"class order seed {order_seed}")
+            order = ""  # the stream has no class order option and records none
         text = (f"stream {name}" + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})"
                                      if options else "")
-                + f"; {order}; backbone {self.backbone}"
+                + (f"; {order}" if order else "") + f"; backbone {self.backbone}"
                 + (f" (weights {self.weights})" if self.weights and self.weights != self.backbone
                    else "")
                 + (f"; image transform {_digest(self.transform)}" if self.transform else ""))
