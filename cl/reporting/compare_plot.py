@@ -96,7 +96,8 @@ def figure(runs: Sequence[RunSummary] | Comparison, over: Sequence[str] = ("seed
     at: dict[tuple[float, float], int] = {}
     for m, a, s, lab in points:
         scatter.errorbar([m / scale], [100 * a], yerr=[100 * s], fmt="o", capsize=3, color="black")
-        k = at[(m, a)] = at.get((m, a), -1) + 1  # labels of coinciding points stacked, not overlaid
+        near = (round(m / scale / max(largest / scale, 1e-12), 2), round(a, 2))
+        k = at[near] = at.get(near, -1) + 1  # labels of (near) coinciding points stacked
         scatter.annotate(lab, (m / scale, 100 * a), textcoords="offset points",
                          xytext=(4, 4 - 9 * k), fontsize=7)
     if points and min(p[0] for p in points) > 0 and largest > 10 * min(p[0] for p in points):

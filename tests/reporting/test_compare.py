@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 
+import matplotlib.colors
 import matplotlib.image
 import matplotlib.pyplot as plt
 import numpy as np
@@ -128,6 +129,12 @@ def test_figure_draws_group_means_with_std_error_bars(runs):
     assert len(nmc_bar) == 0  # n = 1: no error bar (not a bar of 0)
     assert "finetune\nepochs=3" in [t.get_text() for t in bars.get_xticklabels()]
     assert len(scatter.containers) == 2  # one point with its error bar per group
+    assert scatter.get_ylim()[0] == 0  # accuracy from 0: distances read true
+    bar_colours = {tuple(c.patches[0].get_facecolor()) for c in bars.containers
+                   if isinstance(c, BarContainer)}
+    point_colours = {tuple(matplotlib.colors.to_rgba(c.lines[0].get_color()))
+                     for c in scatter.containers}
+    assert point_colours == {(0.0, 0.0, 0.0, 1.0)} and not point_colours & bar_colours
     plt.close(fig)
 
 
