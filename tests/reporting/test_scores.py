@@ -3,6 +3,8 @@
 import io
 import json
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -12,7 +14,7 @@ from cl.reporting.compare import markdown_table
 from cl.reporting.loggers import row_scalars
 from cl.reporting.report import print_results
 from cl.reporting.runs import load_runs
-from cl.reporting.scores import score_label
+from cl.reporting.scores import KEY_SCORES, retrieval_heatmaps, score_label
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +41,20 @@ def test_report_holds_every_score_matrix_primary_first(runs):
     assert f"| colours-1 | {100 * value:.1f} |" in text.split("### map@5")[1]
     assert "| BWT |" in text and "![retrieval_matrices](retrieval_matrices.png)" in text
     assert "## Accuracy matrix" not in text
+
+
+def test_retrieval_heatmaps_start_with_the_zero_shot_row(runs):
+    res = json.loads((runs / "pairs" / "results.json").read_text())
+    fig = retrieval_heatmaps(res)
+    first = fig.axes[0]
+    name = next(s for s in KEY_SCORES if s in res["scores"])
+    assert first.get_title() == score_label(name)
+    labels = [t.get_text() for t in first.get_yticklabels()]
+    assert labels == ["zero-shot", *res["tasks"]]
+    drawn = first.images[0].get_array()
+    np.testing.assert_allclose(drawn[0], 100 * np.array(res["zero_shot_scores"][name]))
+    np.testing.assert_allclose(drawn[1:], 100 * np.array(res["scores"][name], dtype=float))
+    plt.close(fig)
 
 
 def test_terminal_names_the_score_and_lists_key_retrieval_scores(runs):
