@@ -129,7 +129,8 @@ def plot(results: dict[str, dict], path: Path) -> Path:
     lines.set_xticks(positions, [f"{t}\n(trained first)" if j == 0 else t
                                  for j, t in enumerate(tasks)], rotation=30, ha="right",
                      fontsize=8)
-    lines.set_ylim(0, 100)
+    lines.set_ylim(0, 113)  # room for the legend above 100 %
+    lines.set_yticks(range(0, 101, 20))
     lines.set_ylabel("accuracy before training the task (%)")
     lines.set_title("per-task Transfer (mean over the rows before the task is trained)")
     lines.legend(fontsize=8, ncols=len(names) + 1, loc="upper center")
