@@ -232,3 +232,6 @@ def check_strategy(obj: object) -> None:
             f"{type(obj).__name__}.inputs must be 'features' or 'images', got {kind!r}."
         )
     check_hook_names(obj, STRATEGY_HOOKS, Strategy, "strategy")
+
+
+__all__ = ["REQUIRED", "Context", "InputKind", "Strategy", "TaskData", "check_strategy"]
