@@ -56,3 +56,6 @@ def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return torch.Generator().manual_seed(seed)
+
+
+__all__ = ["MAX_SEED", "check_seed", "derive_seed", "seed_everything"]
