@@ -141,7 +141,8 @@ class Protocol:
         if order_seed == "run":
             order = "class order drawn from each run's seed (stream.class_order_seed=run)"
         elif self.class_order is not None:
-            how = "natural" if order_seed is None else f"seed {order_seed}"
+            how = ("natural" if order_seed is None else "explicit"
+                   if isinstance(order_seed, list) else f"seed {order_seed}")
             shown = ", ".join(map(str, self.class_order[:12]))
             order = f"class order {how}: [{shown}{', …' if len(self.class_order) > 12 else ''}]"
         elif order_seed is not None:
