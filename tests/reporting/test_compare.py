@@ -175,6 +175,19 @@ def test_an_unfinished_run_is_listed_apart_with_its_state_never_averaged(runs, t
     plt.close(fig)
 
 
+def test_feature_extraction_seconds_are_their_own_column_when_recorded(runs, tmp_path, table_rows):
+    assert "extract s" not in compare([runs / "nmc"])  # not recorded: no column
+    run = tmp_path / "timed"
+    shutil.copytree(runs / "nmc", run)
+    res = results(run)
+    for c, seconds in zip(res["compute"], (1.5, 0.25), strict=True):
+        c["extract_seconds"] = seconds  # as a run that times its feature extraction records it
+    (run / "results.json").write_text(json.dumps(seal(res)))
+    (row,) = table_rows(compare([run]))
+    assert row["extract s"] == "1.75"
+    assert row["train s"] == f"{sum(c['train_seconds'] for c in res['compute']):.3g}"
+
+
 def test_bad_inputs_are_clear_errors(runs, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
