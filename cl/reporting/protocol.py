@@ -3,8 +3,8 @@
 A run's *protocol* is
 
 - the stream and all its options (resolved with their defaults: task count, split seed,
-  test size, ``class_order_seed``) and, where the stream records it, the class order
-  used; with ``class_order_seed = "run"`` the order follows the run seed, so the protocol
+  test size, ``class_order_seed``), the tasks a run skipped for lack of data, and, where
+  the stream records it, the class order used; with ``class_order_seed = "run"`` the order follows the run seed, so the protocol
   holds "run" and each seed brings its own order (reporting over class orders, as
   class-incremental papers do);
 - the backbone and its weights fingerprint (``results.json``'s
@@ -164,6 +164,8 @@ def protocol_of(run: RunSummary) -> Protocol:
     """The protocol of ``run`` (see the module docstring)."""
     flat = settings(run)
     stream = {k: v for k, v in flat.items() if k == "stream" or k.startswith("stream.")}
+    if run.skipped_tasks:  # --skip-missing: a stream without these tasks is another stream
+        stream["stream.skipped_tasks"] = sorted(run.skipped_tasks)
     order = None if stream.get("stream.class_order_seed") == "run" else run.class_order
     return Protocol(stream=stream, backbone=str(flat.get("backbone", run.backbone)),
                     weights=run.backbone_fingerprint, transform=run.image_transform,

@@ -88,6 +88,8 @@ class RunSummary:
         The class order the stream used, when it records one.
     matrix : list of list or None
         The score matrix (rows: after training task t), as ``results.json`` holds it.
+    skipped_tasks : list of str
+        Tasks left out for lack of data (``--skip-missing``).
     """
 
     label: str
@@ -112,6 +114,7 @@ class RunSummary:
     image_transform: str | None = None
     class_order: list[int] | None = None
     matrix: list[Any] | None = None
+    skipped_tasks: list[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -174,6 +177,7 @@ def summarize_run(results: dict[str, Any], path: str | os.PathLike[str], label: 
         image_transform=results.get("image_transform"),
         class_order=results.get("class_order"),
         matrix=results.get("accuracy_matrix"),
+        skipped_tasks=list(results.get("skipped_tasks") or []),
     )
 
 
