@@ -179,3 +179,19 @@ def test_a_sweep_with_failed_and_pending_runs_aggregates_only_finished_ones(tmp_
     assert [(r["run"], r["status"], r["tasks"]) for r in listed] == [
         (runs[1].id, "failed", "1/2"), (runs[2].id, "pending", "0/?")]
     assert "injected failure on seed 1" in listed[0]["error"]
+
+
+def test_memory_budgets_are_protocols_and_exemplar_free_runs_join_each(nmc, tmp_path, tables,
+                                                                       capsys):
+    replay = ["--strategy", "finetune", "--set", "strategy.epochs=1", "--plugin", "replay", *TWO]
+    for size in (20, 40):
+        run(tmp_path / f"replay-{size}", *replay, "--set", f"plugins.replay.memory_size={size}")
+    text = compare([tmp_path / "replay-20", tmp_path / "replay-40", nmc / "fixed" / "seed-0"])
+    sections = {h: rows for h, rows in tables(text).items() if h and h.startswith("P")}
+    assert [h.rpartition("; ")[2] for h in sections] == [
+        "memory budget plugins.replay.memory_size=20", "memory budget plugins.replay.memory_size=40"]
+    for rows in sections.values():  # nmc keeps no examples: it meets either budget
+        assert [r["strategy"] for r in rows] == ["finetune", "nmc"]
+    assert main(["compare", str(tmp_path / "replay-20"), str(tmp_path / "replay-40"),
+                 "--over", "plugins.replay.memory_size"]) == 2
+    assert "the memory budget is part of the protocol" in capsys.readouterr().err
