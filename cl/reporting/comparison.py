@@ -63,12 +63,15 @@ def build(runs: Sequence[RunSummary], unfinished: Sequence[Unfinished] = (),
     """
     over = tuple(dict.fromkeys(("seed", *over)))
     finished = [r for r in runs if r.finished]
-    left = list(unfinished) + [Unfinished(r.label, r.path, r.status, r.completed, r.n_tasks,
-                                          None, r) for r in runs if not r.finished]
-    check_over([k for k in over if k != "seed"], [*finished, *(u.run for u in left if u.run)])
+    left: dict[str, Unfinished] = {}  # one line per directory, however often it is reached
+    for u in [*unfinished, *(Unfinished(r.label, r.path, r.status, r.completed, r.n_tasks, None, r)
+                             for r in runs if not r.finished)]:
+        left.setdefault(str(u.path.resolve()), u)
+    check_over([k for k in over if k != "seed"],
+               [*finished, *(u.run for u in left.values() if u.run)])
     kept, duplicates = deduplicate(finished)
     tables = [(p, group_runs(members, over)) for p, members in split_by_protocol(kept)]
-    return Comparison(kept, tables, left, duplicates, over)
+    return Comparison(kept, tables, list(left.values()), duplicates, over)
 
 
 def select(run_dirs: Sequence[str | os.PathLike[str]], *, over: Sequence[str] = ("seed",),

@@ -182,13 +182,18 @@ def summarize_run(results: dict[str, Any], path: str | os.PathLike[str], label: 
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
-    """Directory names, or longer path tails where two names collide."""
-    labels = [p.name or str(p) for p in paths]
+    """Directory names, or longer path tails where two directories' names collide (a directory
+    reached twice keeps one label)."""
+    distinct = list(dict.fromkeys(p.resolve() for p in paths))
+    labels = [p.name or str(p) for p in distinct]
     depth = 1
     while len(set(labels)) < len(labels) and depth < 8:
         depth += 1
-        labels = ["/".join(p.resolve().parts[-depth:]) for p in paths]
-    return labels if len(set(labels)) == len(labels) else [str(p) for p in paths]
+        labels = ["/".join(p.parts[-depth:]) for p in distinct]
+    if len(set(labels)) < len(labels):
+        labels = [str(p) for p in distinct]
+    by_path = dict(zip(distinct, labels, strict=True))
+    return [by_path[p.resolve()] for p in paths]
 
 
 def _is_run_dir(directory: Path) -> bool:

@@ -169,7 +169,7 @@ def test_a_sweep_with_failed_and_pending_runs_aggregates_only_finished_ones(tmp_
     capsys.readouterr()
     assert [run_state(r.dir).status for r in runs] == ["completed", "failed", "pending"]
     assert len(read_index(spec.out)["runs"]) == 3
-    assert main(["compare", str(spec.out)]) == 0
+    assert main(["compare", str(spec.out), str(runs[1].dir)]) == 0  # the failed run twice
     text = capsys.readouterr().out
     (row,) = table_rows(text)
     assert (row["strategy"], row["n"], row["seeds"]) == ("FailsOnSeed1", "1", "0")
