@@ -93,7 +93,10 @@ def check_over(over: Sequence[str], runs: Sequence[RunSummary]) -> None:
             raise ValueError(f"--over {key}: cannot aggregate over {key!r}: "
                              f"{protocol_key_reason(key)}. Keys that may be aggregated over: "
                              f"{', '.join(allowed)}.")
-        if key not in present or key == "strategy.name":
+        if key == "strategy.name":
+            raise ValueError("--over strategy.name: runs of different strategies are never one "
+                             "row; aggregate over a strategy's options (strategy.X) instead.")
+        if key not in present:
             raise ValueError(f"--over {key}: no run has the setting {key!r}. Keys that may be "
                              f"aggregated over: {', '.join(allowed)}.")
 
