@@ -11,6 +11,9 @@ import textwrap
 
 import pytest
 
+import strategies
+import streams
+from cl import Runner, create_backbone
 from cl.cli import main
 from cl.reporting.compare import compare, select
 from cl.runtime.seeding import MAX_SEED, derive_seed
@@ -75,6 +78,9 @@ def test_seeds_are_kept_exactly_or_refused(tmp_path, capsys):
     assert not (tmp_path / "s").exists()
     assert main(["run", "--seed", "-1", "--dry-run"]) == 2
     assert "must be between 0 and 2147483646" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="Runner seed must be between 0 and 2147483646"):
+        Runner(streams.get("split-digits"), strategies.get("nmc"), create_backbone("pixels"),
+               out_dir=tmp_path / "r", seed=MAX_SEED + 1)
     # inside the range every seed draws its own task seeds
     edge = [0, 1, MAX_SEED - 1, MAX_SEED]
     assert len({derive_seed(s, t) for s in edge for t in (-1, 0)}) == 2 * len(edge)
