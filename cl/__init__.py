@@ -28,11 +28,11 @@ _EXPORTS: dict[str, str] = {
     "RunConfig": "cl.config.run_config",
     "Protocol": "cl.core.selection",
 }
-_MODULES: dict[str, str] = {"metrics": "cl.core.metrics"}
+_MODULES: dict[str, str] = {"metrics": "cl.metrics"}
 
 if TYPE_CHECKING:
+    from cl import metrics
     from cl.config.run_config import RunConfig
-    from cl.core import metrics
     from cl.core.plugin import Plugin
     from cl.core.runner import Runner, RunResult
     from cl.core.selection import Protocol

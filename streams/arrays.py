@@ -33,3 +33,6 @@ class ArrayImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         return Image.fromarray(self.images[index]), int(self.labels[index])
+
+
+__all__ = ["ArrayImageDataset"]

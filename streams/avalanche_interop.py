@@ -183,3 +183,6 @@ def from_avalanche(
         same = len(tasks) > 1 and all(t.class_names == tasks[0].class_names for t in tasks)
         kind = "domain-incremental" if same else "class-incremental"
     return Stream(stream_name, tuple(tasks), kind)
+
+
+__all__ = ["Shifted", "from_avalanche", "to_avalanche"]

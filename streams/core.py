@@ -415,3 +415,7 @@ class Stream(Sequence[Task]):
         if undated:
             raise ValueError(f"Chronological stream needs a year on every task; missing: {undated}.")
         return cls(name, tuple(sorted(tasks, key=lambda t: t.year)), scenario)
+
+
+__all__ = ["DEFAULT_TEMPLATES", "SCENARIOS", "TASK_KINDS", "DatasetLoader", "LabelSpace", "Scenario",
+           "Stream", "Task", "TaskKind", "integer_label", "integer_labels"]

@@ -8,9 +8,13 @@ import argparse
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "compare", help="runs side by side, seeds aggregated (Markdown, CSV, figure)",
-        description="One row per group of runs that differ only by seed: strategy and its "
-                    "options, stream, backbone, n, metrics as mean ± std over seeds (%), "
-                    "training seconds and FLOPs, memory carried between tasks.")
+        description="One table per protocol (stream and its options, class order, backbone "
+                    "weights, image transform, memory budget), named in its header; in it one "
+                    "row per group of runs that differ only by seed: strategy and its options, "
+                    "n, metrics as mean ± std over seeds (%), training seconds and FLOPs, memory "
+                    "carried between tasks. Each run (config without out, seed, code) is counted "
+                    "once; only finished runs are aggregated, the others are listed with their "
+                    "state (as cl sweep --status reads it).")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
                    help="run directories written by cl run, or directories holding them (a sweep)")
     p.add_argument("--out", metavar="FILE.md", help="also write the table to this Markdown file")
@@ -22,8 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--csv", metavar="FILE.csv", help="also write the table as CSV (fractions)")
     p.add_argument("--per-seed", action="store_true", help="add one row per run under its group")
     p.add_argument("--over", metavar="KEY,KEY", default="seed",
-                   help="setting keys aggregated over (default seed), e.g. "
-                        "seed,stream.class_order_seed")
+                   help="setting keys aggregated over besides the seed, e.g. seed,strategy.lr; "
+                        "keys of the protocol (stream.*, backbone, memory budgets) are refused: "
+                        "to report over class orders run with stream.class_order_seed=run")
     p.add_argument("--allow-modified", action="store_true",
                    help="use a results.json that fails its checksum (edited or damaged)")
     p.set_defaults(func=handle)

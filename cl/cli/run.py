@@ -11,6 +11,7 @@ from pathlib import Path
 from cl.config import RunConfig
 from cl.config.code import announce
 from cl.errors import ResourceError
+from cl.runtime.seeding import check_seed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -125,6 +126,8 @@ def parse_seeds(text: str) -> list[int]:
         raise ValueError(f"--seeds expects comma-separated integers, e.g. 0,1,2; got {text!r}.") from err
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"--seeds expects distinct integers, e.g. 0,1,2; got {text!r}.")
+    for seed in seeds:
+        check_seed(seed, "--seeds")
     return seeds
 
 

@@ -45,13 +45,27 @@ def default_out(config: RunConfig) -> Path:
     return Path("runs") / f"{config.stream}-{strategy}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+#: ``stream.class_order_seed`` value that makes the class order follow the run seed
+RUN_SEED = "run"
+
+
+def stream_options(config: RunConfig) -> dict[str, Any]:
+    """The stream options of ``config``, with ``class_order_seed = "run"`` replaced by the run
+    seed (the class-incremental convention of reporting over several class orders: each seed
+    draws its own order)."""
+    options = dict(config.stream_options)
+    if options.get("class_order_seed") == RUN_SEED:
+        options["class_order_seed"] = config.seed
+    return options
+
+
 def build_stream(config: RunConfig) -> Stream:
     """The configured stream (``data_root`` passed to streams that load files)."""
     entry = streams.STREAMS.entry(config.stream)
     extra: dict[str, Any] = {}
     if "data_root" in entry.reserved:
         extra["data_root"] = config.data_root
-    return streams.get(config.stream, **config.stream_options, **extra)
+    return streams.get(config.stream, **stream_options(config), **extra)
 
 
 def build_plugins(config: RunConfig) -> list[Plugin]:
@@ -119,6 +133,8 @@ def plan(config: RunConfig, *, require: bool = True, build: bool = True) -> Plan
     config.resolve_code_paths()
     stream = build_stream(config)
     extra: dict[str, Any] = {}
+    if "class_order" in stream.metadata:  # the order used, whatever chose it
+        extra["class_order"] = [int(c) for c in stream.metadata["class_order"]]
     if config.skip_missing:
         stream, extra["skipped_tasks"] = drop_missing(stream)
     elif require:
@@ -154,6 +170,9 @@ def run(config: RunConfig, *, progress: bool = True, backbone: Backbone | None =
     config.out = str(p.out_dir)
     if backbone is None:
         backbone = create_backbone(config.backbone, device=p.device)
+    # the image transform is part of a run's protocol (cl compare): recorded as written
+    p.extra_results["image_transform"] = re.sub(r" at 0x[0-9a-fA-F]+", "",
+                                                repr(getattr(backbone, "preprocess", None)))
     with RunLock(p.out_dir) if distributed.is_main() else nullcontext():  # before loggers write
         loggers = make_loggers(config.log, p.out_dir, config.to_dict()) if distributed.is_main() \
             else []

@@ -40,6 +40,7 @@ import tomli_w
 from cl.config.code import fingerprint, normalize, parse
 from cl.config.options import coerce, parse_value, suggest
 from cl.errors import OptionError
+from cl.runtime.seeding import check_seed
 
 #: Smallest valid value of integer top-level keys.
 MINIMUM: dict[str, int] = {"batch_size": 1, "num_workers": 0}
@@ -136,6 +137,8 @@ class RunConfig:
         value = coerce(value, hints[key], f"{source}: {key!r}")
         if key in MINIMUM and value < MINIMUM[key]:
             raise ValueError(f"{source}: {key!r} must be >= {MINIMUM[key]}, got {value}.")
+        if key == "seed":
+            check_seed(value, f"{source}: 'seed'")
         setattr(self, key, value)
 
     def apply_set(self, assignment: str) -> None:

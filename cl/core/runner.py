@@ -48,7 +48,7 @@ from cl.models.backbones import Backbone
 from cl.runtime import distributed
 from cl.runtime.environment import environment
 from cl.runtime.lock import RunLock
-from cl.runtime.seeding import derive_seed, seed_everything
+from cl.runtime.seeding import check_seed, derive_seed, seed_everything
 from streams.core import LabelSpace, Stream
 
 logger = logging.getLogger("cl")
@@ -121,6 +121,7 @@ class Runner:
             )
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
+        check_seed(seed, "Runner seed")
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {num_workers}.")
         from strategies.loading import strategy_label  # the label a Python run gets too

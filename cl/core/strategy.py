@@ -55,10 +55,15 @@ class Context:
     label_space : LabelSpace
         Classes to predict over while training task ``t`` (scenario-dependent).
     backbone : Backbone
-        The frozen backbone (feature strategies should not call it).
+        The run's backbone. Feature strategies never encode images with it (they come
+        from the cache); image strategies may run it and may change ``backbone.model``
+        in place, then call ``backbone.refresh_fingerprint()`` and keep the change in
+        ``state_dict`` (a resumed run builds a fresh backbone). See
+        docs/own_strategies.md for what a strategy may do with every field.
     device : torch.device
     seed : int
-        Run seed; derive task-level randomness from ``generator``.
+        Run seed, in ``[0, 2**31 - 2]`` (:func:`cl.runtime.seeding.check_seed`); derive
+        task-level randomness from ``generator``.
     generator : torch.Generator
         CPU generator seeded with :func:`cl.runtime.seeding.derive_seed`:
         ``(seed · 100_003 + task_index + 1) mod (2³¹ − 1)``, with ``task_index = −1``
@@ -232,3 +237,6 @@ def check_strategy(obj: object) -> None:
             f"{type(obj).__name__}.inputs must be 'features' or 'images', got {kind!r}."
         )
     check_hook_names(obj, STRATEGY_HOOKS, Strategy, "strategy")
+
+
+__all__ = ["REQUIRED", "Context", "InputKind", "Strategy", "TaskData", "check_strategy"]

@@ -1,12 +1,13 @@
 """Runs grouped by everything but the seed, with mean ± standard deviation per metric.
 
 A paper's table cell is a method on a stream over several seeds. Two runs are in
-one group when their settings agree on everything that determines results
-except ``seed``: stream and its options, strategy and its options, backbone,
-plugins, protocol, batch size (the run config's identity, as a resume checks
-it). More keys can be aggregated over (``over``, e.g. ``stream.class_order_seed``
-for class orders). Runs written without a config (Python API) are grouped by
-stream, strategy, backbone and scenario.
+one group when their resolved settings (:func:`cl.reporting.protocol.settings`:
+defaults filled in) agree on everything that determines results except ``seed``:
+stream and its options, strategy and its options, backbone, plugins, protocol,
+batch size (the run config's identity, as a resume checks it). More keys can be
+aggregated over (``over``, e.g. ``strategy.lr``; never a key of the protocol,
+:func:`cl.reporting.protocol.check_over`). Runs written without a config (Python
+API) are grouped by stream, strategy, backbone and scenario.
 
 Per metric the group shows the mean over its runs and the *sample* standard
 deviation ``s = sqrt( Σ (x_i − x̄)² / (n − 1) )`` (``numpy.std(ddof=1)``;
@@ -23,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cl.reporting.identity import IGNORED
+
 if TYPE_CHECKING:
     from cl.reporting.compare import RunSummary
 
-#: config keys that do not change results (paths, speed knobs)
-IGNORED: tuple[str, ...] = ("out", "cache_dir", "num_workers", "log", "device", "data_root")
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
@@ -40,25 +41,12 @@ def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None
     return float(present.mean()), std, int(present.size)
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-        return out
-    return {prefix.rstrip("."): value}
-
-
 def group_settings(run: RunSummary, over: Sequence[str] = ("seed",)) -> dict[str, Any]:
-    """The flattened settings (dotted keys) that define ``run``'s group: its config without
-    :data:`IGNORED` keys and without the keys aggregated ``over``."""
-    if run.config is None:
-        flat = {"stream.name": run.stream, "strategy.name": run.strategy,
-                "backbone": run.backbone, "scenario": run.scenario}
-    else:
-        flat = _flatten({k: v for k, v in run.config.items() if k not in IGNORED})
-        flat["strategy.name"] = run.strategy  # the one label, whatever spelling the config used
-    return {k: v for k, v in flat.items() if k not in over}
+    """The resolved settings (dotted keys) that define ``run``'s group: its config without
+    :data:`IGNORED` keys and without the keys aggregated ``over`` (the seed always)."""
+    from cl.reporting.protocol import settings
+
+    return {k: v for k, v in settings(run).items() if k not in over and k != "seed"}
 
 
 @dataclass
@@ -85,9 +73,13 @@ class Group:
         return [r.seed for r in self.runs]
 
     def options(self) -> dict[str, Any]:
-        """The strategy options set for this group (``strategy.X`` settings)."""
+        """The strategy options the group's config sets (``strategy.X`` settings; options left
+        at their default are not shown, nor those aggregated over)."""
+        table = (self.first.config or {}).get("strategy")
+        explicit = set(table) if isinstance(table, dict) else set()
         return {k.split(".", 1)[1]: v for k, v in self.settings.items()
-                if k.startswith("strategy.") and k != "strategy.name"}
+                if k.startswith("strategy.") and k != "strategy.name"
+                and k.split(".", 1)[1] in explicit}
 
     def metric(self, key: str) -> tuple[float | None, float | None, int]:
         """:func:`mean_std` of metric ``key`` over the runs."""

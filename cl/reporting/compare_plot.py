@@ -5,7 +5,12 @@ Two panels: grouped bars of final average accuracy, forgetting and MTIL Transfer
 per group of runs that differ only by seed, error bars = sample standard
 deviation over seeds; and final average accuracy against the memory carried
 after the last task (the aligned-memory comparison the class-incremental survey
-of Zhou et al., "Deep Class-Incremental Learning: A Survey", asks for).
+of Zhou et al., "Deep Class-Incremental Learning: A Survey", asks for), its
+accuracy axis from 0, its points black so that the bar colours keep one meaning.
+
+Only the finished runs a :class:`~cl.reporting.comparison.Comparison` counts are drawn
+(each identity once); the title says how many unfinished runs were left out. With
+several protocols, each group's label starts with its protocol's number (``P1``).
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from cl.reporting.aggregate import group_runs, mean_std
+from cl.reporting.aggregate import Group, mean_std
+from cl.reporting.comparison import Comparison, build
 from cl.reporting.runs import (
     METRIC_HEADERS,
     PLOT_FORMATS,
@@ -37,11 +43,24 @@ from cl.runtime.io import atomic_write
 BAR_METRICS: tuple[str, ...] = ("average_accuracy", "forgetting", "mtil_transfer")
 
 
-def figure(runs: Sequence[RunSummary], over: Sequence[str] = ("seed",)) -> Figure:
+def _comparison(runs: Sequence[RunSummary] | Comparison, over: Sequence[str]) -> Comparison:
+    return runs if isinstance(runs, Comparison) else build(runs, over=over)
+
+
+def figure(runs: Sequence[RunSummary] | Comparison, over: Sequence[str] = ("seed",)) -> Figure:
     """Grouped bars of :data:`BAR_METRICS` (those defined for the runs' scenarios) per group,
-    error bars = sample std over seeds; and accuracy against carried memory."""
-    groups = group_runs(runs, over)
-    labels = [g.first.strategy + ("" if options_text(g) == "—" else f"\n{options_text(g)}") for g in groups]
+    error bars = sample std over seeds; and accuracy against carried memory (finished runs
+    only, each counted once: :func:`cl.reporting.comparison.build`)."""
+    comparison = _comparison(runs, over)
+    runs = comparison.runs
+    several = len(comparison.tables) > 1
+    groups: list[Group] = []
+    labels: list[str] = []
+    for i, (_, members) in enumerate(comparison.tables, 1):
+        for g in members:
+            groups.append(g)
+            labels.append((f"P{i}: " if several else "") + g.first.strategy
+                          + ("" if options_text(g) == "—" else f"\n{options_text(g)}"))
     shown = metric_keys(runs, None)
     keys = [k for k in BAR_METRICS if k in shown and any(defined_value(r, k) is not None for r in runs)]
     fig, (bars, scatter) = plt.subplots(1, 2, figsize=(max(8.0, 4 + 1.4 * len(groups)), 4.8),
@@ -58,7 +77,10 @@ def figure(runs: Sequence[RunSummary], over: Sequence[str] = ("seed",)) -> Figur
     bars.set_xticks(x, labels, rotation=0 if few else 30, ha="center" if few else "right", fontsize=8)
     bars.set_ylabel("percent (mean ± std over seeds)")
     n = sorted({len(g.runs) for g in groups})
-    bars.set_title(f"metrics per group (n = {', '.join(map(str, n))})")
+    left_out = len(comparison.unfinished)
+    bars.set_title(f"metrics per group (n = {', '.join(map(str, n))})"
+                   + (f"\n{left_out} unfinished run{'s' * (left_out > 1)} not drawn" if left_out
+                      else ""), fontsize=10)
     if keys:
         bars.legend(fontsize=8)
     points = []
@@ -71,14 +93,18 @@ def figure(runs: Sequence[RunSummary], over: Sequence[str] = ("seed",)) -> Figur
     for i, u in enumerate(("B", "KiB", "MiB", "GiB")):
         if largest >= 1024**i:
             scale, unit = float(1024**i), u
+    at: dict[tuple[float, float], int] = {}
     for m, a, s, lab in points:
-        scatter.errorbar([m / scale], [100 * a], yerr=[100 * s], fmt="o", capsize=3)
-        scatter.annotate(lab, (m / scale, 100 * a), textcoords="offset points", xytext=(4, 4),
-                         fontsize=7)
+        scatter.errorbar([m / scale], [100 * a], yerr=[100 * s], fmt="o", capsize=3, color="black")
+        near = (round(m / scale / max(largest / scale, 1e-12), 2), round(a, 2))
+        k = at[near] = at.get(near, -1) + 1  # labels of (near) coinciding points stacked
+        scatter.annotate(lab, (m / scale, 100 * a), textcoords="offset points",
+                         xytext=(4, 4 - 9 * k), fontsize=7)
     if points and min(p[0] for p in points) > 0 and largest > 10 * min(p[0] for p in points):
         scatter.set_xscale("log")
     scatter.set_xlabel(f"memory carried after the last task ({unit})")
     scatter.set_ylabel("average accuracy (%)")
+    scatter.set_ylim(0, 105)  # accuracy from 0: distances between points read true
     scatter.set_title("accuracy vs memory")
     if not points:
         scatter.text(0.5, 0.5, "no run recorded memory_bytes", ha="center", va="center",
@@ -87,7 +113,7 @@ def figure(runs: Sequence[RunSummary], over: Sequence[str] = ("seed",)) -> Figur
     return fig
 
 
-def write_plot(runs: Sequence[RunSummary], path: str | os.PathLike[str],
+def write_plot(runs: Sequence[RunSummary] | Comparison, path: str | os.PathLike[str],
                over: Sequence[str] = ("seed",)) -> Path:
     """Save :func:`figure` atomically to ``path`` (.png, .pdf or .svg)."""
     target = Path(path)

@@ -143,26 +143,38 @@ def error_vs_compute(results: dict[str, Any], path: Path) -> Path:
 
 
 def accuracy_vs_memory(results: dict[str, Any], path: Path) -> Path:
-    """Mean accuracy on the tasks seen so far against the memory the strategy carries.
+    """Mean accuracy on the tasks seen so far, and the memory the strategy carries, per task.
 
-    One point per task ``t``, labelled with the number of tasks trained (t + 1):
-    ``x`` = ``memory_bytes`` after task t (statistics, adapters, exemplars kept for
-    the next task), in the unit that reads best; ``y`` = ``mean_{j<=t} A[t, j]``;
-    compare methods at an aligned memory budget (Zhou et al., class-incremental survey).
+    Two panels over the tasks trained (1..T): above, ``mean_{j<=t} A[t, j]``; below,
+    ``memory_bytes`` after task t (statistics, adapters, exemplars kept for the next
+    task) as bars from 0, in the unit that reads best. Memory on its own axis keeps a
+    method whose memory does not grow readable (accuracy against a constant memory
+    would be a vertical line); the title says when memory is constant. Methods are
+    compared at an aligned memory budget with ``cl compare`` (Zhou et al.,
+    class-incremental survey).
     """
     A = _matrix(results)
-    memory = np.array([c.get("memory_bytes", 0.0) for c in results["compute"]], dtype=float)
+    memory = np.array([c.get("memory_bytes", np.nan) for c in results["compute"]], dtype=float)
     seen = np.array([_row_means(A[t : t + 1, : t + 1])[0] for t in range(A.shape[0])])
-    scale, unit = _byte_unit(float(np.nanmax(memory)) if len(memory) else 0.0)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.plot(memory / scale, seen * 100, marker="o")
-    for t, (x, y) in enumerate(zip(memory / scale, seen * 100, strict=True)):
-        if not np.isnan(y):
-            ax.annotate(str(t + 1), (x, y), fontsize=8, textcoords="offset points", xytext=(4, 4))
-    ax.set_xlabel(f"memory carried between tasks ({unit}); point labels: tasks trained")
-    ax.set_ylabel(f"mean {_score(results)} on tasks seen (%)")
-    ax.grid(alpha=0.3)
-    ax.set_title(f"{results['stream']} · {results['strategy']}: accuracy vs memory")
+    steps = np.arange(1, A.shape[0] + 1)
+    known = memory[~np.isnan(memory)]
+    scale, unit = _byte_unit(float(known.max()) if len(known) else 0.0)
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 5.2),
+                                      gridspec_kw={"height_ratios": [1.6, 1]})
+    top.plot(steps, seen * 100, marker="o", color="C0")
+    top.set_ylabel(f"mean {_score(results)}\non tasks seen (%)")
+    top.grid(alpha=0.3)
+    bottom.bar(steps[: len(memory)], memory / scale, color="C7", width=0.6)
+    bottom.set_ylim(bottom=0)
+    bottom.set_ylabel(f"memory carried ({unit})")
+    bottom.set_xlabel("tasks trained")
+    bottom.set_xticks(steps)
+    bottom.grid(alpha=0.3, axis="y")
+    constant = len(known) > 1 and np.all(known == known[0])
+    title = f"{results['stream']} · {results['strategy']}: accuracy and memory per task"
+    if constant:
+        title += f"\n(memory constant: {known[0] / scale:.3g} {unit})"
+    top.set_title(title)
     return _save(fig, path)
 
 

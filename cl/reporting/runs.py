@@ -6,6 +6,11 @@ compute: training seconds and FLOPs summed over tasks (every hyper-parameter
 trial included) and the memory the strategy carries after its last finished
 task. A directory holding run directories (a sweep, ``cl run --seeds``) stands
 for all of them.
+
+:func:`load_compared` also says which runs are finished: a run is aggregated only
+when its state, read by :func:`cl.sweep.index.run_state` (the source of ``cl sweep
+--status``), is ``completed`` and it finished every task of its stream; any other
+run is an :class:`Unfinished` one, listed with its state, never averaged.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import Any
 from cl.core.metrics import defined_metrics
 from cl.core.results import RESULTS_FILE, load_results
 from cl.reporting.aggregate import Group, format_value
+from cl.reporting.identity import code_fingerprint
+from cl.sweep.index import INDEX_FILE, JOB_FILE, read_index, run_state
 
 #: metric key -> short column header (percent points)
 METRIC_HEADERS: dict[str, str] = {
@@ -69,6 +76,20 @@ class RunSummary:
     scenario : str or None
     config : dict or None
         The run's resolved config (None for runs started from Python without one).
+    score : str
+        The primary score (``"accuracy"``, or a retrieval score for image-text runs).
+    extract_seconds : float or None
+        Feature extraction seconds summed over tasks (compute key ``extract_seconds``).
+    code : dict
+        Code fingerprint (:func:`cl.reporting.identity.code_fingerprint`).
+    backbone_fingerprint, image_transform : str or None
+        The weights actually loaded and the image transform (protocol).
+    class_order : list of int or None
+        The class order the stream used, when it records one.
+    matrix : list of list or None
+        The score matrix (rows: after training task t), as ``results.json`` holds it.
+    skipped_tasks : list of str
+        Tasks left out for lack of data (``--skip-missing``).
     """
 
     label: str
@@ -87,6 +108,18 @@ class RunSummary:
     scenario: str | None = None
     config: dict[str, Any] | None = None
     score: str = "accuracy"
+    extract_seconds: float | None = None
+    code: dict[str, Any] = field(default_factory=dict)
+    backbone_fingerprint: str | None = None
+    image_transform: str | None = None
+    class_order: list[int] | None = None
+    matrix: list[Any] | None = None
+    skipped_tasks: list[str] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run completed every task of its stream."""
+        return self.status == "completed" and self.completed == self.n_tasks
 
 
 def _number(value: Any) -> float | None:
@@ -138,27 +171,111 @@ def summarize_run(results: dict[str, Any], path: str | os.PathLike[str], label: 
         scenario=results.get("scenario"),
         config=results.get("config"),
         score=str(results.get("score", "accuracy")),
+        extract_seconds=_total(compute[:completed], "extract_seconds"),
+        code=code_fingerprint(results),
+        backbone_fingerprint=results.get("backbone_fingerprint"),
+        image_transform=results.get("image_transform"),
+        class_order=results.get("class_order"),
+        matrix=results.get("accuracy_matrix"),
+        skipped_tasks=list(results.get("skipped_tasks") or []),
     )
 
 
 def _labels(paths: Sequence[Path]) -> list[str]:
-    """Directory names, or longer path tails where two names collide."""
-    labels = [p.name or str(p) for p in paths]
+    """Directory names, or longer path tails where two directories' names collide (a directory
+    reached twice keeps one label)."""
+    distinct = list(dict.fromkeys(p.resolve() for p in paths))
+    labels = [p.name or str(p) for p in distinct]
     depth = 1
     while len(set(labels)) < len(labels) and depth < 8:
         depth += 1
-        labels = ["/".join(p.resolve().parts[-depth:]) for p in paths]
-    return labels if len(set(labels)) == len(labels) else [str(p) for p in paths]
+        labels = ["/".join(p.parts[-depth:]) for p in distinct]
+    if len(set(labels)) < len(labels):
+        labels = [str(p) for p in distinct]
+    by_path = dict(zip(distinct, labels, strict=True))
+    return [by_path[p.resolve()] for p in paths]
+
+
+def _is_run_dir(directory: Path) -> bool:
+    return (directory / RESULTS_FILE).is_file() or (directory / JOB_FILE).is_file()
 
 
 def expand_run_dirs(directory: Path) -> list[Path]:
-    """``directory`` itself when it is a run directory, else the run directories below it
-    (a sweep, ``cl run --seeds``), sorted; ``[directory]`` when there are none (so that
-    loading it reports what is missing)."""
-    if (directory / RESULTS_FILE).is_file():
+    """``directory`` itself when it is a run directory (``results.json``, or a sweep run's
+    ``job.json``), else the run directories below it (a sweep, ``cl run --seeds``) and the
+    runs a sweep index (``sweep.json``) lists, sorted; ``[directory]`` when there are none
+    (so that loading it reports what is missing)."""
+    if _is_run_dir(directory):
         return [directory]
-    found = sorted(p.parent for p in directory.rglob(RESULTS_FILE))
-    return found or [directory]
+    found = {p.parent for name in (RESULTS_FILE, JOB_FILE) for p in directory.rglob(name)}
+    for index in directory.rglob(INDEX_FILE):
+        sweep = read_index(index.parent) or {}
+        found.update(index.parent / str(r["dir"]) for r in sweep.get("runs", []) if "dir" in r)
+    return sorted(found) or [directory]
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A run that is not aggregated: its state as ``cl sweep --status`` reads it.
+
+    Attributes
+    ----------
+    label : str
+    path : Path
+    status : str
+        One of :data:`cl.sweep.index.STATES` (``"completed"`` for a run marked completed
+        that did not finish every task).
+    completed, n_tasks : int
+    error : str or None
+    run : RunSummary or None
+        Its partial results, when it wrote any.
+    """
+
+    label: str
+    path: Path
+    status: str
+    completed: int
+    n_tasks: int
+    error: str | None = None
+    run: RunSummary | None = None
+
+
+def _expand(run_dirs: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    if not run_dirs:
+        raise ValueError("cl compare needs at least one run directory.")
+    paths: list[Path] = []
+    for d in map(Path, run_dirs):
+        if not d.is_dir():
+            raise FileNotFoundError(f"{str(d)!r} is not a directory; pass run directories written by cl run.")
+        paths.extend(expand_run_dirs(d))
+    return paths
+
+
+def load_compared(run_dirs: Sequence[str | os.PathLike[str]], *, allow_modified: bool = False
+                  ) -> tuple[list[RunSummary], list[Unfinished]]:
+    """The finished runs below ``run_dirs`` (in order, duplicates included) and the others.
+
+    A run is finished when :func:`cl.sweep.index.run_state` says ``completed`` and it
+    finished every task; a sweep run without ``results.json`` (pending, failed at start)
+    is unfinished with its state. Errors as :func:`load_runs`.
+    """
+    paths = _expand(run_dirs)
+    finished: list[RunSummary] = []
+    unfinished: list[Unfinished] = []
+    for path, label in zip(paths, _labels(paths), strict=True):
+        listed = (path / JOB_FILE).is_file() or (path.parent / INDEX_FILE).is_file()
+        run, error = None, None
+        if (path / RESULTS_FILE).is_file() or not listed:  # else: a sweep run not started
+            results = load_results(path, allow_modified=allow_modified)
+            run, error = summarize_run(results, path, label), results.get("error")
+        state = run_state(path)
+        if run is not None and run.finished and state.status == "completed":
+            finished.append(run)
+            continue
+        unfinished.append(Unfinished(
+            label, path, state.status, run.completed if run else state.completed,
+            run.n_tasks if run else state.n_tasks, state.error or error, run))
+    return finished, unfinished
 
 
 def load_runs(run_dirs: Sequence[str | os.PathLike[str]], *,
@@ -176,13 +293,7 @@ def load_runs(run_dirs: Sequence[str | os.PathLike[str]], *,
     FileNotFoundError
         A directory without ``results.json`` (see :func:`cl.core.results.load_results`).
     """
-    if not run_dirs:
-        raise ValueError("cl compare needs at least one run directory.")
-    paths: list[Path] = []
-    for d in map(Path, run_dirs):
-        if not d.is_dir():
-            raise FileNotFoundError(f"{str(d)!r} is not a directory; pass run directories written by cl run.")
-        paths.extend(expand_run_dirs(d))
+    paths = [p for p in _expand(run_dirs) if (p / RESULTS_FILE).is_file()] or _expand(run_dirs)
     return [summarize_run(load_results(p, allow_modified=allow_modified), p, label)
             for p, label in zip(paths, _labels(paths), strict=True)]
 
@@ -242,6 +353,19 @@ def options_text(group: Group) -> str:
     return ", ".join(f"{k}={format_value(v)}" for k, v in group.options().items()) or "—"
 
 
-__all__ = ["METRIC_HEADERS", "PLOT_FORMATS", "SCORE_COLUMNS", "RunSummary", "defined_value",
-           "expand_run_dirs", "format_bytes", "load_runs", "metric_header", "metric_keys",
-           "options_text", "summarize_run"]
+__all__ = [
+    "METRIC_HEADERS",
+    "PLOT_FORMATS",
+    "SCORE_COLUMNS",
+    "RunSummary",
+    "Unfinished",
+    "defined_value",
+    "expand_run_dirs",
+    "format_bytes",
+    "load_compared",
+    "load_runs",
+    "metric_header",
+    "metric_keys",
+    "options_text",
+    "summarize_run",
+]

@@ -103,7 +103,19 @@ def print_scores(results: dict[str, Any], console: Console) -> None:
 
 
 def retrieval_figure(results: dict[str, Any], path: Path) -> Path:
-    """Heatmaps of the key score matrices side by side (rows: after task t; columns: task j)."""
+    """Save :func:`retrieval_heatmaps` to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = retrieval_heatmaps(results)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def retrieval_heatmaps(results: dict[str, Any]) -> Any:
+    """Heatmaps of the key score matrices side by side (rows: the zero-shot row, i.e. the
+    scores before any training, when recorded, then after task t; columns: task j), as a
+    matplotlib figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -115,25 +127,32 @@ def retrieval_figure(results: dict[str, Any], path: Path) -> Path:
     shown = [s for s in KEY_SCORES if s in results["scores"]]
     names = results["tasks"]
     T = len(names)
-    size = min(2.4 + 0.3 * T, 8)
+    zeros = results.get("zero_shot_scores") or {}
+    size = min(2.4 + 0.3 * (T + 1), 8.3)
     fig, axes = plt.subplots(1, len(shown), figsize=(size * len(shown) + 1.0, size + 1.0),
                              squeeze=False, layout="constrained")
     for k, (ax, name) in enumerate(zip(axes[0], shown, strict=True)):
         A = matrix_from_json(results["scores"][name])
+        zero = zeros.get(name)
+        rows = list(names)
+        if zero is not None:  # the row before training: what training adds is read against it
+            A = np.vstack([np.array([np.nan if v is None else v for v in zero], dtype=float), A])
+            rows = ["zero-shot", *rows]
         im = ax.imshow(A * 100, vmin=0, vmax=100, cmap="viridis")
+        if zero is not None:
+            ax.axhline(0.5, color="white", linewidth=2)
         if T <= 20:
             ax.set_xticks(range(T), names, rotation=60, ha="right", fontsize=7)
-            ax.set_yticks(range(T), names if k == 0 else [""] * T, fontsize=7)
-            for t in range(T):
+            ax.set_yticks(range(len(rows)), rows if k == 0 else [""] * len(rows), fontsize=7)
+            for t in range(len(rows)):
                 for j in range(T):
                     if not np.isnan(A[t, j]):
                         ax.text(j, t, f"{100 * A[t, j]:.0f}", ha="center", va="center", fontsize=7,
                                 color="white" if A[t, j] < 0.6 else "black")
         ax.set_title(score_label(name), fontsize=9)
         ax.set_xlabel("evaluated task j")
-    axes[0][0].set_ylabel("after training task t")
+    axes[0][0].set_ylabel("before training (zero-shot), then after training task t"
+                          if zeros else "after training task t")
     fig.colorbar(im, ax=axes[0].tolist(), label="%", shrink=0.8)
     fig.suptitle(f"{results['stream']} · {results['strategy']} · {results['backbone']}")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return fig

@@ -1,4 +1,9 @@
-"""Dataset helpers shared by feature extraction and image-training strategies."""
+"""Dataset helpers shared by feature extraction and image-training strategies.
+
+Public for strategies (docs/own_strategies.md): :func:`loader`, the ``DataLoader`` a
+strategy that trains on ``TaskData.dataset`` should use (seeded shuffling from
+``ctx.generator``, batches whose images share one shape, DDP sharding on request).
+"""
 
 from __future__ import annotations
 
@@ -143,3 +148,6 @@ def loader(
         persistent_workers=False,
         collate_fn=collate,
     )
+
+
+__all__ = ["IMAGE_TYPES", "Preprocessed", "collate", "loader"]

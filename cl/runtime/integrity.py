@@ -46,3 +46,6 @@ def verify(obj: dict[str, Any], field: str = DIGEST_FIELD) -> Verdict:
         return "ok" if isinstance(stored, str) and stored == json_digest(obj, field) else "mismatch"
     except (TypeError, ValueError):  # a value JSON cannot encode canonically (NaN...)
         return "mismatch"
+
+
+__all__ = ["DIGEST_FIELD", "Verdict", "json_digest", "seal", "verify"]

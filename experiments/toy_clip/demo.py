@@ -109,21 +109,31 @@ def plot(results: dict[str, dict], path: Path) -> Path:
     for i, name in enumerate(names):
         m = mtil_summary(np.asarray(results[name]["accuracy_matrix"], dtype=float))
         bars.bar(x + (i - (len(names) - 1) / 2) * width, [100 * m[c] for c in COLUMNS], width,
-                 label=name)
+                 label=name, color=f"C{i}")
     bars.set_xticks(x, ["Transfer", "Average", "Last"])
     bars.set_ylabel("accuracy (%)")
     bars.set_title(f"MTIL metrics, {STREAM} on {BACKBONE}")
     bars.legend(fontsize=8)
-    tasks = next(iter(results.values()))["tasks"]
-    for name in names:
+    # per-task Transfer: the domains are categories, so bars side by side (a line between two
+    # domains would mean nothing, and coinciding lines would hide one method behind another)
+    first = next(iter(results.values()))
+    tasks = first["tasks"]
+    positions = np.arange(len(tasks))
+    for i, name in enumerate(names):
         A = np.asarray(results[name]["accuracy_matrix"], dtype=float)
-        lines.plot(range(len(tasks)), 100 * per_task_transfer(A), marker="o", label=name)
-    chance = [100 / len(c) for c in next(iter(results.values()))["class_names"]]
-    lines.plot(range(len(tasks)), chance, color="grey", linestyle=":", label="chance")
-    lines.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right", fontsize=8)
+        lines.bar(positions + (i - (len(names) - 1) / 2) * width, 100 * per_task_transfer(A),
+                  width, label=name, color=f"C{i}")
+    chance = [100 / len(c) for c in first["class_names"]]
+    lines.scatter(positions, chance, marker="_", s=900, color="black", linewidths=1.5,
+                  label="chance", zorder=3)
+    lines.set_xticks(positions, [f"{t}\n(trained first)" if j == 0 else t
+                                 for j, t in enumerate(tasks)], rotation=30, ha="right",
+                     fontsize=8)
+    lines.set_ylim(0, 113)  # room for the legend above 100 %
+    lines.set_yticks(range(0, 101, 20))
     lines.set_ylabel("accuracy before training the task (%)")
-    lines.set_title("per-task Transfer")
-    lines.legend(fontsize=8)
+    lines.set_title("per-task Transfer (mean over the rows before the task is trained)")
+    lines.legend(fontsize=8, ncols=len(names) + 1, loc="upper center")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)

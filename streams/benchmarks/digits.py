@@ -3,18 +3,20 @@
 Works offline (the data ships with scikit-learn). 1,797 images of the digits
 0–9 are split once into train/test (stratified, ``test_size``, ``seed``), then
 the ten classes are cut into ``n_tasks`` tasks of equal size, in natural order
-or in a seeded random order (``class_order_seed``).
+or in a seeded random order, or an explicit one (``class_order_seed``).
 """
 
 from __future__ import annotations
 
 from functools import cache
+from typing import Literal
 
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from streams.arrays import ArrayImageDataset
+from streams.benchmarks.splits import class_order
 from streams.core import Stream, Task
 
 TEMPLATES = ("a photo of the digit {}.", "a handwritten digit {}.")
@@ -44,7 +46,7 @@ def split_digits(
     n_tasks: int = 5,
     seed: int = 0,
     test_size: float = 0.3,
-    class_order_seed: int | None = None,
+    class_order_seed: int | Literal["run"] | list[int] | None = None,
 ) -> Stream:
     """Split scikit-learn digits into ``n_tasks`` class-incremental tasks.
 
@@ -56,17 +58,19 @@ def split_digits(
         Seed of the stratified train/test split.
     test_size : float
         Fraction of each class held out for testing, in (0, 1).
-    class_order_seed : int or None
-        ``None``: classes in natural order 0..9; else a permutation drawn with
-        ``numpy.random.default_rng(class_order_seed)``.
+    class_order_seed : int, "run", list of int or None
+        ``None``: classes in natural order 0..9; an integer: a permutation drawn with
+        ``numpy.random.default_rng(class_order_seed)``; a list: an explicit order of
+        0..9; ``"run"``: the run seed (resolved by ``cl run``).
     """
     if n_tasks <= 0 or 10 % n_tasks:
         raise ValueError(f"n_tasks must divide 10 (1, 2, 5 or 10), got {n_tasks}.")
     if not 0.0 < test_size < 1.0:
         raise ValueError(f"test_size must be in (0, 1), got {test_size}.")
-    order = list(range(10))
-    if class_order_seed is not None:
+    if isinstance(class_order_seed, int) and not isinstance(class_order_seed, bool):
         order = [int(c) for c in np.random.default_rng(class_order_seed).permutation(10)]
+    else:  # None, an explicit list, or "run" (an error outside cl run)
+        order = class_order(10, class_order_seed)
     per = 10 // n_tasks
     ident = f"split-digits(n_tasks={n_tasks},seed={seed},test_size={test_size},order={order})"
     tasks = []

@@ -9,7 +9,9 @@ one). Every task is scored on all classes seen so far (class-incremental).
 Class order: ``None`` keeps the dataset's order; an integer ``s`` gives
 ``numpy.random.RandomState(s).permutation(C)``, the convention of iCaRL/PyCIL
 (``np.random.seed(1993); np.random.permutation(C)``), so ``class_order_seed=1993``
-is the common "seed-1993" CIFAR-100 order.
+is the common "seed-1993" CIFAR-100 order; a list of class ids is an explicit order
+(a repository's published order); ``"run"`` makes ``cl run`` use the run seed, so each
+seed of ``--seeds`` draws its own order.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -28,9 +31,32 @@ from streams.core import DEFAULT_TEMPLATES, Stream, Task
 from streams.datasets import Relabeled, dataset_labels
 from streams.folders import ImageFileDataset, list_classes, list_images, stratified_split
 
+#: what ``class_order_seed`` accepts: a seed, ``"run"`` (the run seed, resolved by ``cl run``),
+#: an explicit order of class ids, or ``None`` (natural order)
+ClassOrder = int | Literal["run"] | list[int] | None
 
-def class_order(n_classes: int, seed: int | None) -> list[int]:
-    """Class indices in natural order (``seed=None``) or ``RandomState(seed).permutation``."""
+
+def class_order(n_classes: int, seed: ClassOrder) -> list[int]:
+    """Class indices in natural order (``seed=None``), ``RandomState(seed).permutation``
+    (an integer), or as given (a list: each of ``0..n_classes-1`` once).
+
+    Raises
+    ------
+    ValueError
+        ``"run"`` (only a run config can resolve it to the run seed), or a list that is not
+        a permutation of the class ids.
+    """
+    if isinstance(seed, str):
+        raise ValueError(  # noqa: TRY004 - "run" is a valid value in the wrong place, not a type
+            f"class_order_seed={seed!r}: 'run' draws the class order from the run seed and is "
+            "resolved by cl run (stream.class_order_seed = \"run\" in a config); from Python "
+            "pass the seed itself.")
+    if isinstance(seed, (list, tuple)):
+        order = [int(c) for c in seed]
+        if sorted(order) != list(range(n_classes)):
+            raise ValueError(f"class_order_seed as an explicit order must list each class id "
+                             f"0..{n_classes - 1} exactly once, got {list(seed)!r}.")
+        return order
     if seed is None:
         return list(range(n_classes))
     return [int(c) for c in np.random.RandomState(seed).permutation(n_classes)]
@@ -79,7 +105,7 @@ def split_tasks(
 def split_cifar100(
     *,
     n_tasks: int = 10,
-    class_order_seed: int | None = 1993,
+    class_order_seed: ClassOrder = 1993,
     download: bool = False,
     data_root: str | None = None,
 ) -> Stream:
@@ -89,8 +115,9 @@ def split_cifar100(
     ----------
     n_tasks : int
         Number of tasks (1..100).
-    class_order_seed : int or None
-        1993 (default) is the common iCaRL/PyCIL order; ``None`` the natural order.
+    class_order_seed : int, "run", list of int or None
+        1993 (default) is the common iCaRL/PyCIL order; ``None`` the natural order;
+        ``"run"`` the run seed (resolved by ``cl run``); a list, an explicit order.
     download : bool
         Let torchvision download CIFAR-100 (needs network).
     data_root : str or None
@@ -118,7 +145,7 @@ def split_cifar100(
     return Stream("split-cifar100", tasks, "class-incremental", {"class_order": order})
 
 
-def _folder_split_stream(name: str, root: Path, n_tasks: int, class_order_seed: int | None,
+def _folder_split_stream(name: str, root: Path, n_tasks: int, class_order_seed: ClassOrder,
                          test_size: float, seed: int, known_classes: int | None = None) -> Stream:
     """Class-incremental tasks of an image folder.
 
@@ -164,7 +191,7 @@ def split_folder(
     *,
     root: str,
     n_tasks: int = 5,
-    class_order_seed: int | None = None,
+    class_order_seed: ClassOrder = None,
     test_size: float = 0.2,
     seed: int = 0,
     data_root: str | None = None,
@@ -178,7 +205,8 @@ def split_folder(
         ``root/train/<class>/...`` and ``root/test/<class>/...``. A relative path
         is looked up in the working directory.
     n_tasks : int
-    class_order_seed : int or None
+    class_order_seed : int, "run", list of int or None
+        See :func:`class_order`.
     test_size : float
     seed : int
     data_root : str or None
@@ -195,7 +223,7 @@ IMAGENET_R_CLASSES = 200
 def split_imagenet_r(
     *,
     n_tasks: int = 10,
-    class_order_seed: int | None = 1993,
+    class_order_seed: ClassOrder = 1993,
     test_size: float = 0.2,
     seed: int = 0,
     data_root: str | None = None,

@@ -39,7 +39,7 @@ from typing import Any, Literal
 import numpy as np
 from torch.utils.data import Dataset
 
-from streams.benchmarks.splits import class_order, task_classes
+from streams.benchmarks.splits import ClassOrder, class_order, task_classes
 from streams.benchmarks.xtail import few_shot
 from streams.core import Stream, Task
 from streams.toyworld.attributes import (
@@ -212,7 +212,7 @@ def toy_cil(
     *,
     attribute: Literal["digit", "shape", "colour"] = "digit",
     n_tasks: int = 5,
-    class_order_seed: int | None = None,
+    class_order_seed: ClassOrder = None,
     n_train: int = 100,
     n_test: int = 50,
     seed: int = 0,
@@ -226,8 +226,9 @@ def toy_cil(
         first, so early tasks are known to ``toy-clip`` and late ones are new.
     n_tasks : int
         Number of tasks (:func:`streams.benchmarks.splits.task_classes`).
-    class_order_seed : int or None
-        ``None`` keeps definition order, else ``RandomState(seed).permutation``.
+    class_order_seed : int, "run", list of int or None
+        ``None`` keeps definition order, an integer ``RandomState(seed).permutation``, a
+        list an explicit order (:func:`streams.benchmarks.splits.class_order`).
     n_train, n_test : int
     seed : int
     """

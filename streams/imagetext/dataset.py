@@ -141,3 +141,6 @@ def collate_pairs(batch: Sequence[tuple[Any, list[str]]]) -> tuple[Any, list[lis
     if images and all(isinstance(x, torch.Tensor) for x in images):
         return torch.stack(images), captions
     return images, captions
+
+
+__all__ = ["ImageTextDataset", "collate_pairs"]

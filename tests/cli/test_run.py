@@ -21,7 +21,7 @@ def test_seeds_run_once_each_and_compare_prints_mean_std_with_n(tmp_path, capsys
     (row,) = [ln for ln in text.splitlines() if ln.startswith("| finetune")]
     cells = [c.strip() for c in row.strip("|").split("|")]
     acc = np.array([r["metrics"]["average_accuracy"] for r in results])
-    assert cells[4:6] == ["2", "0,1"]  # n = 2, the seeds
+    assert cells[2:4] == ["2", "0,1"]  # n = 2, the seeds
     assert f"{100 * acc.mean():.1f} ± {100 * acc.std(ddof=1):.1f}" in cells
 
 

@@ -86,9 +86,8 @@ def test_hundred_task_synthetic_nevis_runs_end_to_end(tmp_path):
 
 
 def test_list_streams_shows_the_domain_incremental_streams(capsys):
-    assert main(["list", "streams"]) == 0
-    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines()
-            if line.startswith("│") and line.split("│")[1].strip()}
+    assert main(["list", "streams", "--format", "json"]) == 0
+    rows = {e["name"]: e["description"] for e in json.loads(capsys.readouterr().out)}
     for name in ("core50", "domain-digits"):
         assert "domain-incremental" in rows[name]
 

@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 
+import matplotlib.colors
 import matplotlib.image
 import matplotlib.pyplot as plt
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from matplotlib.container import BarContainer
 
 from cl.cli import main
-from cl.reporting.compare import compare, csv_table, format_bytes, load_runs
+from cl.reporting.compare import compare, csv_table, load_runs, select
 from cl.reporting.compare_plot import figure
 from cl.runtime.integrity import seal
 
@@ -41,15 +42,7 @@ def results(run_dir):
     return json.loads((run_dir / "results.json").read_text())
 
 
-def table_rows(text):
-    """Markdown table → list of dicts keyed by header."""
-    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    return [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")), strict=True))
-            for ln in lines[2:]]
-
-
-def test_seeds_are_aggregated_to_mean_and_sample_std(runs):
+def test_seeds_are_aggregated_to_mean_and_sample_std(runs, table_rows):
     rows = table_rows(compare([runs / "ft-0", runs / "ft-1", runs / "nmc"]))
     assert [(r["strategy"], r["n"], r["seeds"]) for r in rows] == [("finetune", "2", "0,1"),
                                                                    ("nmc", "1", "0")]
@@ -64,7 +57,7 @@ def test_seeds_are_aggregated_to_mean_and_sample_std(runs):
     assert ft["options"] == "epochs=3" and nmc["options"] == "—"
 
 
-def test_two_settings_of_one_strategy_are_two_rows_with_their_options(runs):
+def test_two_settings_of_one_strategy_are_two_rows_with_their_options(runs, table_rows):
     rows = table_rows(compare([runs / "gda-0.1", runs / "gda-0.5"]))
     assert [(r["strategy"], r["options"], r["n"]) for r in rows] == [
         ("gda", "shrinkage=0.1", "1"), ("gda", "shrinkage=0.5", "1")]
@@ -83,7 +76,7 @@ def test_class_incremental_runs_show_no_mtil_metrics(runs):
     plt.close(fig)
 
 
-def test_per_seed_rows_and_csv_hold_the_same_numbers(runs, tmp_path):
+def test_per_seed_rows_and_csv_hold_the_same_numbers(runs, tmp_path, table_rows):
     text = compare([runs / "ft-0", runs / "ft-1"], per_seed=True)
     rows = table_rows(text)
     assert [r["strategy"] for r in rows] == ["finetune", "↳ seed 0", "↳ seed 1"]
@@ -98,7 +91,7 @@ def test_per_seed_rows_and_csv_hold_the_same_numbers(runs, tmp_path):
     assert "mtil_transfer_mean" not in table[0]
 
 
-def test_a_directory_of_runs_stands_for_all_of_them(runs):
+def test_a_directory_of_runs_stands_for_all_of_them(runs, table_rows):
     assert len(load_runs([runs])) == 5
     rows = table_rows(compare([runs]))
     assert {(r["strategy"], r["n"]) for r in rows} == {("nmc", "1"), ("finetune", "2"),
@@ -112,7 +105,9 @@ def test_cli_writes_markdown_csv_and_plot(runs, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     text = md.read_text()
-    assert "| finetune | epochs=3 | split-digits | pixels | 2 | 0,1 |" in text
+    assert "| finetune | epochs=3 | 2 | 0,1 |" in text
+    assert "## P1: stream split-digits (n_tasks=2, seed=0, test_size=0.3); class order natural" \
+        in text
     assert "![comparison](fig.png)" in text  # the figure is linked relative to the Markdown
     assert text.split("![")[0].strip() in printed
     assert len(list(csv.DictReader(table.open()))) == 2
@@ -134,12 +129,18 @@ def test_figure_draws_group_means_with_std_error_bars(runs):
     assert len(nmc_bar) == 0  # n = 1: no error bar (not a bar of 0)
     assert "finetune\nepochs=3" in [t.get_text() for t in bars.get_xticklabels()]
     assert len(scatter.containers) == 2  # one point with its error bar per group
+    assert scatter.get_ylim()[0] == 0  # accuracy from 0: distances read true
+    bar_colours = {tuple(c.patches[0].get_facecolor()) for c in bars.containers
+                   if isinstance(c, BarContainer)}
+    point_colours = {tuple(matplotlib.colors.to_rgba(c.lines[0].get_color()))
+                     for c in scatter.containers}
+    assert point_colours == {(0.0, 0.0, 0.0, 1.0)} and not point_colours & bar_colours
     plt.close(fig)
 
 
 def test_metrics_option_selects_columns(runs, capsys):
     assert main(["compare", str(runs / "nmc"), "--metrics", "average_accuracy,forgetting"]) == 0
-    header = capsys.readouterr().out.splitlines()[2]
+    header = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("|"))
     assert "avg acc (%)" in header and "forgetting (%)" in header and "BWT" not in header
     assert main(["compare", str(runs / "nmc"), "--metrics", "accuracy"]) == 2
     assert "unknown metric(s) 'accuracy'" in capsys.readouterr().err
@@ -152,16 +153,39 @@ def test_same_directory_names_get_distinct_labels(runs, tmp_path):
     assert [r.label for r in load_runs([a, b])] == ["a/run", "b/run"]
 
 
-def test_unfinished_run_counts_only_finished_tasks(runs, tmp_path):
+def test_an_unfinished_run_is_listed_apart_with_its_state_never_averaged(runs, tmp_path, table_rows, tables):
     run = tmp_path / "partial"
-    shutil.copytree(runs / "ft-0", run)
+    shutil.copytree(runs / "ft-1", run)
     res = results(run)
-    res["status"], res["completed_tasks"] = "failed", 1
+    res["status"], res["completed_tasks"], res["error"] = "failed", 1, "ValueError: boom"
     (run / "results.json").write_text(json.dumps(seal(res)))  # as a failed run writes it
+    text = compare([runs / "ft-0", run])
+    (row,) = table_rows(text)
+    assert (row["strategy"], row["n"], row["seeds"]) == ("finetune", "1", "0")
+    acc = results(runs / "ft-0")["metrics"]["average_accuracy"]
+    assert row["avg acc (%)"] == f"{100 * acc:.1f}"  # the failed run's number is not in it
+    (listed,) = tables(text)["Not aggregated: unfinished runs"]
+    assert (listed["run"], listed["status"], listed["tasks"], listed["seed"]) == \
+        ("partial", "failed", "1/2", "1")
+    assert listed["error"] == "ValueError: boom"
+    fig = figure(select([runs / "ft-0", run]))
+    bars = fig.axes[0]
+    assert "1 unfinished run not drawn" in bars.get_title()
+    assert [t.get_text() for t in bars.get_xticklabels()] == ["finetune\nepochs=3"]
+    plt.close(fig)
+
+
+def test_feature_extraction_seconds_are_their_own_column_when_recorded(runs, tmp_path, table_rows):
+    assert "extract s" not in compare([runs / "nmc"])  # not recorded: no column
+    run = tmp_path / "timed"
+    shutil.copytree(runs / "nmc", run)
+    res = results(run)
+    for c, seconds in zip(res["compute"], (1.5, 0.25), strict=True):
+        c["extract_seconds"] = seconds  # as a run that times its feature extraction records it
+    (run / "results.json").write_text(json.dumps(seal(res)))
     (row,) = table_rows(compare([run]))
-    assert row["tasks"] == "1/2 (failed)"
-    assert row["train s"] == f"{res['compute'][0]['train_seconds']:.3g}"
-    assert row["memory"] == format_bytes(res["compute"][0]["memory_bytes"])
+    assert row["extract s"] == "1.75"
+    assert row["train s"] == f"{sum(c['train_seconds'] for c in res['compute']):.3g}"
 
 
 def test_bad_inputs_are_clear_errors(runs, tmp_path, capsys):

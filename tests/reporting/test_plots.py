@@ -73,10 +73,22 @@ def test_error_vs_compute_names_its_stream_and_counts_hp_trials(results, drawn):
     np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), [1e6, 2e6])
 
 
-def test_accuracy_vs_memory_reads_in_a_fitting_unit_with_explained_labels(results, drawn):
+def test_accuracy_and_memory_per_task_read_in_a_fitting_unit(results, drawn):
     ax = drawn(plots.accuracy_vs_memory, results)
+    memory_ax = ax.figure.axes[1]
     memory = np.array([c["memory_bytes"] for c in results["compute"]])
     assert 1024 <= memory.max() < 1024**2
-    assert ax.get_xlabel() == "memory carried between tasks (KiB); point labels: tasks trained"
-    np.testing.assert_allclose(ax.get_lines()[0].get_xdata(), memory / 1024)
-    assert [t.get_text() for t in ax.texts] == ["1", "2"]
+    assert memory_ax.get_ylabel() == "memory carried (KiB)" and memory_ax.get_ylim()[0] == 0
+    assert [b.get_height() for b in memory_ax.patches] == pytest.approx(list(memory / 1024))
+    A = np.array(results["accuracy_matrix"], dtype=float)
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), [100 * A[0, 0], 100 * A[1].mean()])
+    assert list(memory_ax.get_xticks()) == [1, 2] and "constant" not in ax.get_title()
+
+
+def test_a_constant_memory_is_bars_of_one_height_not_a_vertical_line(results, drawn):
+    for c in results["compute"]:
+        c["memory_bytes"] = 3 * 1024**2
+    ax = drawn(plots.accuracy_vs_memory, results)
+    assert ax.get_title().endswith("(memory constant: 3 MiB)")
+    assert len(set(ax.get_lines()[0].get_xdata())) == 2  # accuracy over tasks, not over memory
+    assert [b.get_height() for b in ax.figure.axes[1].patches] == [3.0, 3.0]

@@ -3,6 +3,8 @@
 import io
 import json
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -12,7 +14,7 @@ from cl.reporting.compare import markdown_table
 from cl.reporting.loggers import row_scalars
 from cl.reporting.report import print_results
 from cl.reporting.runs import load_runs
-from cl.reporting.scores import score_label
+from cl.reporting.scores import KEY_SCORES, retrieval_heatmaps, score_label
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,20 @@ def test_report_holds_every_score_matrix_primary_first(runs):
     assert "## Accuracy matrix" not in text
 
 
+def test_retrieval_heatmaps_start_with_the_zero_shot_row(runs):
+    res = json.loads((runs / "pairs" / "results.json").read_text())
+    fig = retrieval_heatmaps(res)
+    first = fig.axes[0]
+    name = next(s for s in KEY_SCORES if s in res["scores"])
+    assert first.get_title() == score_label(name)
+    labels = [t.get_text() for t in first.get_yticklabels()]
+    assert labels == ["zero-shot", *res["tasks"]]
+    drawn = first.images[0].get_array()
+    np.testing.assert_allclose(drawn[0], 100 * np.array(res["zero_shot_scores"][name]))
+    np.testing.assert_allclose(drawn[1:], 100 * np.array(res["scores"][name], dtype=float))
+    plt.close(fig)
+
+
 def test_terminal_names_the_score_and_lists_key_retrieval_scores(runs):
     res = json.loads((runs / "pairs" / "results.json").read_text())
     buf = io.StringIO()
@@ -56,7 +72,10 @@ def test_terminal_names_the_score_and_lists_key_retrieval_scores(runs):
 
 def test_compare_shows_retrieval_columns_next_to_accuracy_runs(runs):
     table = markdown_table(load_runs([runs / "pairs", runs / "digits"]))
-    header = table.splitlines()[0]
+    headers = [line for line in table.splitlines() if line.startswith("| strategy |")]
+    assert len(headers) == 2  # two streams: two protocols, one table each, the same columns
+    header = headers[0]
+    assert headers[1] == header
     for column in ("avg acc (%)", "mean_recall final (%)", "mean_recall BWT (%)",
                    "map@1 BWT (%)", "i2t_recall@1 final (%)"):
         assert column in header
@@ -64,7 +83,7 @@ def test_compare_shows_retrieval_columns_next_to_accuracy_runs(runs):
     cells = [c.strip() for c in digits_row.split("|")]
     assert cells[header.split("|").index(" mean_recall final (%) ")] == "—"
     only_pairs = markdown_table(load_runs([runs / "pairs"]))
-    assert "avg acc" not in only_pairs.splitlines()[0]
+    assert "avg acc" not in next(ln for ln in only_pairs.splitlines() if ln.startswith("|"))
     assert "primary score (mean_recall)" in only_pairs
 
 

@@ -19,9 +19,8 @@ RECALL_KEYS = {f"{d}_recall@{k}" for d in ("i2t", "t2i") for k in (1, 5, 10)} | 
 
 
 def test_cl_list_streams_shows_the_offline_and_the_protocol_image_text_streams(capsys):
-    assert main(["list", "streams"]) == 0
-    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines()
-            if line.count("│") >= 3}
+    assert main(["list", "streams", "--format", "json"]) == 0
+    rows = {e["name"]: json.dumps(e) for e in json.loads(capsys.readouterr().out)}
     assert "offline" in rows["toy-captions"] and "n_captions" in rows["toy-captions"]
     assert "DATA_ROOT/coco" in rows["coco-flickr"] and "DATA_ROOT/flickr30k" in rows["coco-flickr"]
     assert "DATA_ROOT/p9d" in rows["p9d"]

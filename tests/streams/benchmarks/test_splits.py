@@ -63,6 +63,20 @@ def test_cifar100_seed_1993_order_is_the_common_one(tmp_path):
     assert not report[0].available and report[0].expected == str(tmp_path / "cifar-100-python")
 
 
+def test_an_explicit_class_order_is_used_as_given_and_checked(tmp_path):
+    order = [3, 1, 4, 0, 9, 2, 6, 5, 8, 7]
+    digits = streams.get("split-digits", class_order_seed=order)
+    assert digits.metadata["class_order"] == order
+    assert [t.class_names for t in digits][:2] == [("3", "1"), ("4", "0")]
+    cifar = streams.get("split-cifar100", class_order_seed=list(range(99, -1, -1)),
+                        data_root=str(tmp_path))
+    assert cifar[0].class_names[0] == "worm"  # CIFAR-100 fine label 99
+    with pytest.raises(ValueError, match=r"must list each class id 0..9 exactly once, got \[1, 1"):
+        streams.get("split-digits", class_order_seed=[1, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+    with pytest.raises(ValueError, match="'run' draws the class order from the run seed"):
+        streams.get("split-digits", class_order_seed="run")  # only cl run knows the run seed
+
+
 def test_split_imagenet_r_reads_its_folder(tmp_path):
     _folder(tmp_path / "imagenet-r", CLASSES, per_class=4)
     s = streams.get("split-imagenet-r", n_tasks=2, class_order_seed=None, data_root=str(tmp_path))
