@@ -267,8 +267,8 @@ def run_blocks(visual: nn.Module, tokens: torch.Tensor, start: int = 0, stop: in
     return tokens
 
 
-def pool_and_project(visual: nn.Module, tokens: torch.Tensor, *, prompt_tokens: int = 0
-                     ) -> torch.Tensor:
+def pool_and_project(visual: nn.Module, tokens: torch.Tensor, *, prompt_tokens: int = 0,
+                     project: bool = True) -> torch.Tensor:
     """The tower's output embedding from the last block's tokens: pool, ``ln_post``, ``proj``.
 
     Parameters
@@ -279,10 +279,13 @@ def pool_and_project(visual: nn.Module, tokens: torch.Tensor, *, prompt_tokens: 
     prompt_tokens : int
         P, the prompt tokens after [CLS] (:func:`insert_prompts`), left out of the
         pooling: ``'tok'`` pooling takes [CLS], ``'avg'`` the mean of the N image tokens.
+    project : bool
+        Apply the tower's projection ``proj``; ``False`` gives the pooled, normalised
+        features of width D (what a timm ViT's head sees).
 
     Returns
     -------
-    torch.Tensor, shape (B, E)
+    torch.Tensor, shape (B, E), or (B, D) without ``project``
         Unnormalised, as ``model.encode_image``.
     """
     check_tower(visual)
@@ -296,10 +299,11 @@ def pool_and_project(visual: nn.Module, tokens: torch.Tensor, *, prompt_tokens: 
                         "use a CLIP ViT backbone ('tok' or 'avg' pooling).")
     if visual.final_ln_after_pool:
         pooled = visual.ln_post(pooled)
-    return pooled @ visual.proj if visual.proj is not None else pooled
+    return pooled @ visual.proj if project and visual.proj is not None else pooled
 
 
-def pool_prompts(visual: nn.Module, tokens: torch.Tensor, prompt_tokens: int) -> torch.Tensor:
+def pool_prompts(visual: nn.Module, tokens: torch.Tensor, prompt_tokens: int, *,
+                 project: bool = True) -> torch.Tensor:
     """Mean of the prompt tokens' outputs after ``ln_post``, projected (L2P's ``head_type='prompt'``).
 
     Parameters
@@ -308,16 +312,18 @@ def pool_prompts(visual: nn.Module, tokens: torch.Tensor, prompt_tokens: int) ->
     tokens : torch.Tensor, shape (B, 1 + P + N, D)
     prompt_tokens : int
         P > 0.
+    project : bool
+        Apply ``proj`` (as :func:`pool_and_project`).
 
     Returns
     -------
-    torch.Tensor, shape (B, E)
+    torch.Tensor, shape (B, E), or (B, D) without ``project``
     """
     check_tower(visual)
     if prompt_tokens <= 0:
         raise ValueError(f"pool_prompts needs prompt tokens, got prompt_tokens={prompt_tokens}.")
     pooled = visual.ln_post(tokens[:, 1:1 + prompt_tokens]).mean(dim=1)
-    return pooled @ visual.proj if visual.proj is not None else pooled
+    return pooled @ visual.proj if project and visual.proj is not None else pooled
 
 
 def forward_with_prompts(visual: nn.Module, images: torch.Tensor, *,

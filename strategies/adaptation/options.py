@@ -384,6 +384,9 @@ class TrainerOptions(TrainingOptions):
     clip_grad_norm : float
         Maximum global gradient norm before each step (``torch.nn.utils.clip_grad_norm_``);
         0 disables clipping.
+    epochs : int
+        When > 0, each task trains for this many passes over its data:
+        ``epochs · ⌈N / batch_size⌉`` steps replace ``iterations`` (0: ``iterations``).
     """
 
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -392,6 +395,7 @@ class TrainerOptions(TrainingOptions):
     schedule: Literal["cosine", "constant"] = "cosine"
     warmup: int = 0
     clip_grad_norm: float = 0.0
+    epochs: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -404,3 +408,4 @@ class TrainerOptions(TrainingOptions):
             raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}.")
         check_positive_int("warmup", self.warmup, zero=True)
         check_number("clip_grad_norm", self.clip_grad_norm)
+        check_positive_int("epochs", self.epochs, zero=True)

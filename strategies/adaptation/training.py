@@ -214,11 +214,15 @@ class TrainingStrategy(AdaptingStrategy):
 
     def train_task(self, data: TaskData, ctx: Context) -> None:
         self._ensure_built(self.attach(ctx.backbone).model, ctx)
-        self._context = ctx
+        self._context, options = ctx, self.options
+        if options.epochs:  # the loop runs options.iterations steps
+            n = len(data.dataset) if data.dataset is not None else 0  # type: ignore[arg-type]
+            steps = -(-n // options.batch_size) * options.epochs
+            self.options = replace(options, iterations=max(steps, 1))
         try:
             super().train_task(data, ctx)
         finally:
-            self._context = None
+            self._context, self.options = None, options
 
     def _fit(self, model: nn.Module, groups: list[dict[str, Any]], data: TaskData,
              ctx: Context) -> None:
