@@ -148,10 +148,12 @@ class TrainingStrategy(AdaptingStrategy):
     def _ensure_built(self, model: nn.Module, ctx: Context) -> None:
         if self._modules is None:
             modules = dict(self.build(model, ctx))
-            taken = [n for n in modules if n in vars(self) or hasattr(type(self), n)]
+            taken = [n for n in modules if n in vars(self) or hasattr(type(self), n)
+                     or hasattr(nn.ModuleDict, n) or not n.isidentifier()]
             if taken:
                 raise ValueError(f"{self.label}.build returned module {taken[0]!r}, a name the "
-                                 "strategy already uses; rename it.")
+                                 "strategy (or nn.ModuleDict) already uses or not an "
+                                 "identifier; rename it.")
             device = next(model.parameters()).device
             self._modules = nn.ModuleDict(modules).to(device).requires_grad_(False).eval()
             for name, module in self._modules.items():

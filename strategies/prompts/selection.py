@@ -6,7 +6,7 @@ frozen, unprompted model's [CLS] feature; the pool's similarity is the cosine
 loss pulls the chosen keys to their queries: ``−Σ_{s} γ(q(x), k_s) / B`` (L2P eq. 5,
 ``reduce_sim`` of the references' ``prompt.py``). With ``batchwise_prompt`` the N prompts
 chosen most often in the batch serve every image of it (the references' JAX-compatible
-majority vote, ties to the smaller index as ``torch.unique`` + ``topk``).
+majority vote: ``torch.topk`` over the same padded count array, so ties break as theirs).
 """
 
 from __future__ import annotations
@@ -30,15 +30,14 @@ def select(sim: torch.Tensor, top_k: int, *, batchwise: bool = False) -> torch.T
     """Indices (B, top_k) of the chosen prompts from similarities (B, M).
 
     ``batchwise``: the ``top_k`` prompts chosen most often over the batch, for every image
-    (count ties go to the smaller prompt index, as ``torch.topk`` over sorted unique ids).
+    (the references' array of sorted chosen ids padded to M with ``min(idx)`` at count 0,
+    and ``torch.topk`` over its counts, so count ties break as in the references).
     """
     idx = torch.topk(sim, k=top_k, dim=1).indices
     if not batchwise:
         return idx
     pool = sim.shape[1]
     counts = torch.bincount(idx.flatten(), minlength=pool)
-    # the references pad the unique ids with min(idx) at count 0; topk over counts then
-    # prefers, among equal counts, the earlier position: the smaller id.
     present = counts > 0
     ids = torch.cat([torch.nonzero(present).flatten(),
                      torch.full((int((~present).sum()),), int(idx.min()), device=sim.device)])
