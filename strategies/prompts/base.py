@@ -137,7 +137,7 @@ class PromptStrategy(TrainingStrategy):
                                  "(a replay plugin?); the method is rehearsal-free: drop the "
                                  "plugin or set strategy.train_mask=false.")
             logits = mask_logits(logits, mine)
-        return F.cross_entropy(logits.float(), targets) + extra
+        return F.cross_entropy(logits, targets) + extra
 
     def logits(self, model: nn.Module, images: torch.Tensor, label_space: LabelSpace
                ) -> torch.Tensor:
