@@ -214,3 +214,24 @@ def test_the_user_l2p_example_is_at_most_40_lines_and_learns_on_toy_cil(stream, 
     logits = strategy.predict(_images(stream, pristine), stream.task_label_space([0, 1]),
                               runner.context(1))
     assert logits.shape == (4, 4) and torch.isfinite(logits).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_cl_run_on_toy_cil_offline(name, tmp_path):
+    """``cl run --stream toy-cil --backbone toy-clip --strategy NAME`` with a few steps per task."""
+    import json
+
+    from cl.cli import main
+
+    out = tmp_path / name
+    code = main(["run", "--stream", "toy-cil", "--backbone", "toy-clip", "--strategy", name,
+                 "--set", "strategy.epochs=2", "--set", "stream.n_train=8",
+                 "--set", "stream.n_test=4", "--no-progress", "--out", str(out)])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "completed" and results["completed_tasks"] == 5
+    backbone = sum(p.numel() for p in create_backbone("toy-clip").model.parameters())
+    for compute in results["compute"]:
+        assert 0 < compute["trainable_parameters"] < 0.05 * backbone
+        assert compute["memory_bytes"] > 0 and compute["train_flops"] > 0
