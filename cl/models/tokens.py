@@ -260,6 +260,8 @@ def run_blocks(visual: nn.Module, tokens: torch.Tensor, start: int = 0, stop: in
     batch_first = getattr(visual.transformer, "batch_first", True)
     for i in range(start, stop):
         prefix = prefixes.get(i)
+        if prefix is not None and prefix.key.shape[-2] == 0:
+            prefix = None  # attention over no extra keys: the block's own forward
         if prefix is None and not batch_first:
             tokens = blocks[i](tokens.transpose(0, 1)).transpose(0, 1)
         else:
