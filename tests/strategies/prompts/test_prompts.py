@@ -235,3 +235,46 @@ def test_cl_run_on_toy_cil_offline(name, tmp_path):
     for compute in results["compute"]:
         assert 0 < compute["trainable_parameters"] < 0.05 * backbone
         assert compute["memory_bytes"] > 0 and compute["train_flops"] > 0
+
+
+CRASH = '''
+import os
+
+from cl import Plugin
+
+
+class CrashAfter(Plugin):
+    """Raises after task ``CL_TEST_CRASH_AFTER`` when that variable is set."""
+
+    def after_task(self, ctx):
+        if os.environ.get("CL_TEST_CRASH_AFTER") == str(ctx.task_index):
+            raise RuntimeError("injected crash")
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["coda-prompt", "dualprompt"])
+def test_a_run_that_failed_mid_stream_resumes_to_the_uninterrupted_matrix(name, tmp_path,
+                                                                          monkeypatch, caplog):
+    import json
+    import logging
+    import re
+
+    from cl.cli import main
+
+    plugin = tmp_path / "crash.py"
+    plugin.write_text(CRASH)
+    argv = ["--stream", "toy-cil", "--backbone", "toy-clip", "--strategy", name,
+            "--set", "strategy.epochs=1", "--set", "stream.n_train=8", "--set", "stream.n_test=4",
+            "--plugin", f"{plugin}:CrashAfter", "--no-progress"]
+    main(["run", "--out", str(tmp_path / "fresh"), *argv])
+    monkeypatch.setenv("CL_TEST_CRASH_AFTER", "2")
+    assert main(["run", "--out", str(tmp_path / "crashed"), *argv]) != 0
+    monkeypatch.delenv("CL_TEST_CRASH_AFTER")
+    with caplog.at_level(logging.INFO, logger="cl"):
+        assert main(["run", "--out", str(tmp_path / "crashed"), *argv]) == 0
+    assert re.search(r"resuming .* after task [23] of 5", caplog.text), caplog.text
+    fresh, resumed = (json.loads((tmp_path / d / "results.json").read_text())
+                      for d in ("fresh", "crashed"))
+    assert resumed["status"] == "completed"
+    assert resumed["accuracy_matrix"] == fresh["accuracy_matrix"]
