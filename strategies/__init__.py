@@ -5,7 +5,8 @@ options and :func:`available` to list them; :mod:`strategies.catalog` holds the
 registered names. Layout: :mod:`strategies.estimators` (scikit-learn
 estimators), :mod:`strategies.heads` (training-free heads on cached
 features), :mod:`strategies.lora` (LoRA and CoDyRA), :mod:`strategies.avalanche`
-(any avalanche strategy), :mod:`strategies.plugins` (replay, retention).
+(any avalanche strategy), :mod:`strategies.plugins` (replay, retention);
+:class:`TrainingStrategy` is the public base for strategies that train.
 Classes below are imported on first use.
 """
 
@@ -25,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "AvalancheStrategy": "strategies.avalanche.strategy",
     "LoRA": "strategies.lora.plain",
     "RankSelectiveLoRA": "strategies.lora.codyra",
+    "TrainingStrategy": "strategies.adaptation.training",
 }
 
 
@@ -51,4 +53,4 @@ def available() -> list[str]:
 
 
 __all__ = ["GDA", "NMC", "PLUGINS", "STRATEGIES", "AvalancheStrategy", "LoRA",
-           "RankSelectiveLoRA", "available", "get"]
+           "RankSelectiveLoRA", "TrainingStrategy", "available", "get"]

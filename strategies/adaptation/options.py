@@ -362,3 +362,50 @@ class SLCAOptions(TrainingOptions):
         check_positive_int("ca_samples_per_class", self.ca_samples_per_class)
         if self.ca_logit_norm is not None:
             check_number("ca_logit_norm", self.ca_logit_norm, low_open=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainerOptions(TrainingOptions):
+    """Options of :class:`strategies.adaptation.training.TrainingStrategy` (the public base).
+
+    Attributes
+    ----------
+    optimizer : {"adamw", "adam", "sgd"}
+        ``torch.optim.AdamW``, ``Adam`` (weight decay as L2, as ``torch.optim.Adam``) or
+        ``SGD`` with ``momentum``.
+    betas : tuple of float
+        (β₁, β₂) of Adam / AdamW.
+    momentum : float
+        SGD momentum, in [0, 1).
+    schedule : {"cosine", "constant"}
+        Rate factor per step: ``½(1 + cos(π·i/T))`` after ``warmup`` linear steps, or 1.
+    warmup : int
+        Linear warm-up steps (>= 0) before the schedule.
+    clip_grad_norm : float
+        Maximum global gradient norm before each step (``torch.nn.utils.clip_grad_norm_``);
+        0 disables clipping.
+    epochs : int
+        When > 0, each task trains for this many passes over its data:
+        ``epochs · ⌈N / batch_size⌉`` steps replace ``iterations`` (0: ``iterations``).
+    """
+
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    betas: tuple[float, ...] = (0.9, 0.999)
+    momentum: float = 0.9
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup: int = 0
+    clip_grad_norm: float = 0.0
+    epochs: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.optimizer not in ("adamw", "adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw', 'adam' or 'sgd', got "
+                             f"{self.optimizer!r}.")
+        object.__setattr__(self, "betas", checked_betas(self.betas))
+        check_number("momentum", self.momentum, high=1.0)
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}.")
+        check_positive_int("warmup", self.warmup, zero=True)
+        check_number("clip_grad_norm", self.clip_grad_norm)
+        check_positive_int("epochs", self.epochs, zero=True)

@@ -1,0 +1,378 @@
+"""Token-level access to open_clip vision towers: embed, run blocks, pool, prompts and prefixes.
+
+open_clip's ``VisionTransformer.forward`` is ``_embeds`` → ``transformer`` → ``_pool`` →
+``@ proj``; its steps are private. This module gives them public, typed names so that a
+method that changes the token sequence (prompt-tuning, Jia et al. 2022; L2P) or the
+keys and values of attention (prefix-tuning, Li & Liang 2021; DualPrompt, CODA-Prompt)
+is a few lines, and proves (``tests/models/test_tokens.py``) that without a prompt the
+composition equals ``model.encode_image`` to 0.0 in float32:
+
+>>> tokens = embed_tokens(visual, images)                 # (B, 1+N, D)
+>>> tokens = insert_prompts(tokens, prompts)              # (B, 1+P+N, D), after [CLS]
+>>> tokens = run_blocks(visual, tokens, prefixes={2: Prefix(k, v)})
+>>> embedding = pool_and_project(visual, tokens, prompt_tokens=P)   # (B, E)
+
+or in one call, :func:`forward_with_prompts`.
+
+Supported towers
+----------------
+open_clip's :class:`open_clip.transformer.VisionTransformer` (every CLIP ViT: OpenAI,
+LAION, DataComp, MetaCLIP, the tiny ``cl-tiny-vit`` and ``toy-clip``) with learnable or
+sin-cos positions, ``'tok'`` or ``'avg'`` pooling, ``final_ln_after_pool``, patch
+dropout, and either block type for prompts. Prefixes need the default
+:class:`~open_clip.transformer.ResidualAttentionBlock` (``nn.MultiheadAttention``
+self-attention without ``ln_1_kv``); the ``CustomResidualAttentionBlock`` of
+``qk_norm`` / scaled-cosine towers is refused with a ``TypeError``. Refused outright
+(``TypeError`` naming the tower): ``ModifiedResNet`` (RN50…), ``TimmModel`` towers,
+and towers with an attentional pooler (CoCa). Gradient checkpointing
+(``set_grad_checkpointing``) is not applied by :func:`run_blocks`.
+
+The frozen query of L2P-style methods
+--------------------------------------
+Prompt-selection methods query their pool with the *unprompted* model's image
+embedding. That is ``model.encode_image`` — exactly what :mod:`cl.models.features`
+caches for the training-free strategies (``backbone.encode_images``, keyed by the
+backbone fingerprint), so a query pass over a fixed (non-augmented) split can be read
+from the feature cache instead of re-run. The prompt strategies compute it in the
+training step (the loader's shuffled batches carry no dataset indices to look rows up
+by); its cost is one frozen forward without gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Prefix(NamedTuple):
+    """Prefix keys and values of one attention layer (Li & Liang 2021, eq. 2 of DualPrompt).
+
+    Attributes
+    ----------
+    key, value : torch.Tensor, shape (B, P, D) or (P, D)
+        Concatenated in front of the layer's keys and values *after* the input projection
+        (as ``PreT_Attention`` of dualprompt-pytorch and CODA-Prompt's ``Attention``):
+        the queries of every token also attend to the P prefix positions. ``D`` is the
+        tower's width, split into heads as the layer splits its own keys. A (P, D)
+        prefix is shared by the batch.
+    """
+
+    key: torch.Tensor
+    value: torch.Tensor
+
+
+def _visual_type() -> type:
+    from open_clip.transformer import VisionTransformer
+    return VisionTransformer
+
+
+def check_tower(visual: nn.Module, *, prefixes: bool = False) -> None:
+    """Raise ``TypeError`` unless ``visual`` is a supported open_clip vision tower.
+
+    Parameters
+    ----------
+    visual : nn.Module
+        ``model.visual`` of an open_clip CLIP model.
+    prefixes : bool
+        Also require blocks whose attention can take prefixes (see module docstring).
+
+    Raises
+    ------
+    TypeError
+        The tower is not an open_clip ``VisionTransformer``, has an attentional pooler,
+        or (with ``prefixes``) has blocks other than ``ResidualAttentionBlock``.
+    """
+    if not isinstance(visual, _visual_type()):
+        raise TypeError(
+            f"token access needs an open_clip VisionTransformer tower, got "
+            f"{type(visual).__name__}; use a ViT backbone such as 'ViT-B-16:openai', "
+            "'cl-tiny-vit' or 'toy-clip' (ResNet and timm towers are not supported)."
+        )
+    if getattr(visual, "attn_pool", None) is not None:
+        raise TypeError("token access does not support towers with an attentional pooler "
+                        "(CoCa); use a CLIP ViT backbone.")
+    if prefixes:
+        from open_clip.transformer import ResidualAttentionBlock
+        for i, block in enumerate(visual.transformer.resblocks):
+            if not isinstance(block, ResidualAttentionBlock) or hasattr(block, "ln_1_kv"):
+                raise TypeError(
+                    f"prefix-tuning needs nn.MultiheadAttention blocks; block {i} is "
+                    f"{type(block).__name__} (qk-norm / scaled-cosine towers). Use prompts "
+                    "without prefixes, or a CLIP ViT backbone such as 'ViT-B-16:openai'."
+                )
+
+
+def depth(visual: nn.Module) -> int:
+    """Number of residual blocks of the tower."""
+    check_tower(visual)
+    return len(visual.transformer.resblocks)
+
+
+def embed_tokens(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Input tokens of the first block: patch embedding, [CLS], positions, patch dropout, ``ln_pre``.
+
+    Parameters
+    ----------
+    visual : nn.Module
+        A supported tower (:func:`check_tower`).
+    images : torch.Tensor, shape (B, 3, H, W)
+        Preprocessed images.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, 1 + N, D)
+        [CLS] first, then the N patch tokens (fewer while patch dropout is active in
+        training mode), as open_clip's ``VisionTransformer._embeds``.
+    """
+    check_tower(visual)
+    x = visual.conv1(images)  # (B, D, gh, gw)
+    x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)  # (B, N, D)
+    cls = visual.class_embedding.view(1, 1, -1).expand(x.shape[0], -1, -1).to(x.dtype)
+    x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+    x = visual.patch_dropout(x)
+    return visual.ln_pre(x)
+
+
+def insert_prompts(tokens: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    """Insert prompt tokens right after [CLS] (prompt-tuning, VPT-shallow / L2P).
+
+    Parameters
+    ----------
+    tokens : torch.Tensor, shape (B, 1 + N, D)
+    prompts : torch.Tensor, shape (B, P, D) or (P, D)
+        A (P, D) prompt is shared by the batch.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, 1 + P + N, D)
+    """
+    if prompts.dim() == 2:
+        prompts = prompts.unsqueeze(0).expand(tokens.shape[0], -1, -1)
+    if prompts.dim() != 3 or prompts.shape[0] != tokens.shape[0] or prompts.shape[2] != tokens.shape[2]:
+        raise ValueError(f"prompts of shape {tuple(prompts.shape)} do not fit tokens of shape "
+                         f"{tuple(tokens.shape)}; give (B, P, D) or (P, D) with D = "
+                         f"{tokens.shape[2]} (the tower's width).")
+    return torch.cat([tokens[:, :1], prompts.to(tokens.dtype), tokens[:, 1:]], dim=1)
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B, L, D) → (B, heads, L, D / heads)."""
+    b, length, d = x.shape
+    return x.view(b, length, heads, d // heads).transpose(1, 2)
+
+
+def prefix_attention(attn: nn.MultiheadAttention, x: torch.Tensor, prefix: Prefix | None
+                     ) -> torch.Tensor:
+    """Self-attention of ``x`` through ``attn``'s own weights, with prefix keys and values.
+
+    ``softmax(q [p_k; k]ᵀ / √d_h) [p_v; v]`` per head, ``q, k, v = x W_inᵀ + b_in``, then
+    ``out_proj`` — the computation of dualprompt-pytorch's ``PreT_Attention`` and
+    CODA-Prompt's ``Attention`` on open_clip's ``nn.MultiheadAttention`` weights, by
+    :func:`torch.nn.functional.scaled_dot_product_attention`.
+
+    Parameters
+    ----------
+    attn : nn.MultiheadAttention
+        A block's attention (equal q/k/v dimensions, packed ``in_proj_weight``).
+    x : torch.Tensor, shape (B, L, D)
+        The normalised block input (``ln_1(x)``), batch first.
+    prefix : Prefix or None
+        Keys and values (B, P, D) or (P, D); ``None`` or P = 0 attends to ``x`` only.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, L, D)
+    """
+    if not attn._qkv_same_embed_dim or attn.in_proj_weight is None:
+        raise TypeError("prefix attention needs nn.MultiheadAttention with packed q/k/v weights.")
+    heads = attn.num_heads
+    q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    if prefix is not None:
+        pk, pv = (p.unsqueeze(0).expand(x.shape[0], -1, -1) if p.dim() == 2 else p
+                  for p in prefix)
+        if pk.shape != pv.shape or pk.shape[0] != x.shape[0] or pk.shape[2] != x.shape[2]:
+            raise ValueError(f"prefix key {tuple(pk.shape)} / value {tuple(pv.shape)} do not "
+                             f"fit tokens {tuple(x.shape)}; give (B, P, D) or (P, D) with "
+                             f"D = {x.shape[2]}.")
+        k = torch.cat([pk.to(k.dtype), k], dim=1)
+        v = torch.cat([pv.to(v.dtype), v], dim=1)
+    dropout = attn.dropout if attn.training else 0.0
+    out = F.scaled_dot_product_attention(_heads(q, heads), _heads(k, heads), _heads(v, heads),
+                                         dropout_p=dropout)
+    out = out.transpose(1, 2).reshape(x.shape)
+    return attn.out_proj(out)
+
+
+def block_forward(block: nn.Module, x: torch.Tensor, prefix: Prefix | None = None) -> torch.Tensor:
+    """One residual block on batch-first tokens (B, L, D), with an optional prefix.
+
+    Without a prefix, or with an empty one (P = 0: attention over no extra keys is the
+    same function), this is the block's own ``forward``, bit for bit. With one, its
+    attention is :func:`prefix_attention` and the rest (``ln_1``, ``ls_1``, ``ln_2``, MLP,
+    ``ls_2``) is the block's, as open_clip's ``ResidualAttentionBlock.forward``.
+    :func:`prefix_attention` itself equals ``nn.MultiheadAttention`` to float32 rounding
+    (another kernel order; measured ≤ 3e-7 on ``toy-clip``), not bit for bit.
+    """
+    if prefix is None or prefix.key.shape[-2] == 0:
+        return block(x)
+    x = x + block.ls_1(prefix_attention(block.attn, block.ln_1(x), prefix))
+    return x + block.ls_2(block.mlp(block.ln_2(x)))
+
+
+def run_blocks(visual: nn.Module, tokens: torch.Tensor, start: int = 0, stop: int | None = None,
+               *, prefixes: Mapping[int, Prefix] | None = None) -> torch.Tensor:
+    """Run blocks ``start … stop-1`` of the tower on batch-first tokens.
+
+    Parameters
+    ----------
+    visual : nn.Module
+        A supported tower.
+    tokens : torch.Tensor, shape (B, L, D)
+    start, stop : int
+        Block range (``stop=None``: to the last block), as Python slicing of
+        ``visual.transformer.resblocks``.
+    prefixes : mapping of int to Prefix, optional
+        Prefix keys/values by absolute block index; blocks outside the range ignore theirs.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, L, D)
+
+    Raises
+    ------
+    ValueError
+        A range or prefix layer outside ``0 … depth-1``.
+    """
+    prefixes = dict(prefixes or {})
+    check_tower(visual, prefixes=bool(prefixes))
+    blocks = visual.transformer.resblocks
+    n = len(blocks)
+    stop = n if stop is None else stop
+    if not 0 <= start <= stop <= n:
+        raise ValueError(f"block range {start}:{stop} is outside the tower's {n} blocks.")
+    bad = [layer for layer in prefixes if not 0 <= layer < n]
+    if bad:
+        raise ValueError(f"prefix layer {bad[0]} is outside the tower's blocks 0…{n - 1}.")
+    batch_first = getattr(visual.transformer, "batch_first", True)
+    for i in range(start, stop):
+        prefix = prefixes.get(i)
+        if prefix is not None and prefix.key.shape[-2] == 0:
+            prefix = None  # attention over no extra keys: the block's own forward
+        if prefix is None and not batch_first:
+            tokens = blocks[i](tokens.transpose(0, 1)).transpose(0, 1)
+        else:
+            tokens = block_forward(blocks[i], tokens, prefix)
+    return tokens
+
+
+def pool_and_project(visual: nn.Module, tokens: torch.Tensor, *, prompt_tokens: int = 0,
+                     project: bool = True) -> torch.Tensor:
+    """The tower's output embedding from the last block's tokens: pool, ``ln_post``, ``proj``.
+
+    Parameters
+    ----------
+    visual : nn.Module
+        A supported tower.
+    tokens : torch.Tensor, shape (B, 1 + P + N, D)
+    prompt_tokens : int
+        P, the prompt tokens after [CLS] (:func:`insert_prompts`), left out of the
+        pooling: ``'tok'`` pooling takes [CLS], ``'avg'`` the mean of the N image tokens.
+    project : bool
+        Apply the tower's projection ``proj``; ``False`` gives the pooled, normalised
+        features of width D (what a timm ViT's head sees).
+
+    Returns
+    -------
+    torch.Tensor, shape (B, E), or (B, D) without ``project``
+        Unnormalised, as ``model.encode_image``.
+    """
+    check_tower(visual)
+    image = tokens[:, 1 + prompt_tokens:]
+    if visual.pool_type == "avg":
+        pooled = (image if visual.final_ln_after_pool else visual.ln_post(image)).mean(dim=1)
+    elif visual.pool_type == "tok":
+        pooled = tokens[:, 0] if visual.final_ln_after_pool else visual.ln_post(tokens[:, 0])
+    else:
+        raise TypeError(f"pool_type {visual.pool_type!r} gives no single embedding; "
+                        "use a CLIP ViT backbone ('tok' or 'avg' pooling).")
+    if visual.final_ln_after_pool:
+        pooled = visual.ln_post(pooled)
+    return pooled @ visual.proj if project and visual.proj is not None else pooled
+
+
+def pool_prompts(visual: nn.Module, tokens: torch.Tensor, prompt_tokens: int, *,
+                 project: bool = True) -> torch.Tensor:
+    """Mean of the prompt tokens' outputs after ``ln_post``, projected (L2P's ``head_type='prompt'``).
+
+    Parameters
+    ----------
+    visual : nn.Module
+    tokens : torch.Tensor, shape (B, 1 + P + N, D)
+    prompt_tokens : int
+        P > 0.
+    project : bool
+        Apply ``proj`` (as :func:`pool_and_project`).
+
+    Returns
+    -------
+    torch.Tensor, shape (B, E), or (B, D) without ``project``
+    """
+    check_tower(visual)
+    if prompt_tokens <= 0:
+        raise ValueError(f"pool_prompts needs prompt tokens, got prompt_tokens={prompt_tokens}.")
+    pooled = visual.ln_post(tokens[:, 1:1 + prompt_tokens]).mean(dim=1)
+    return pooled @ visual.proj if project and visual.proj is not None else pooled
+
+
+def forward_with_prompts(visual: nn.Module, images: torch.Tensor, *,
+                         prompts: torch.Tensor | None = None, prompt_layer: int = 0,
+                         prefixes: Mapping[int, Prefix] | None = None,
+                         pool: str = "default") -> torch.Tensor:
+    """The tower's embedding with prompt tokens and/or prefixes; ``model.encode_image`` without.
+
+    Parameters
+    ----------
+    visual : nn.Module
+        ``model.visual`` of an open_clip ViT.
+    images : torch.Tensor, shape (B, 3, H, W)
+    prompts : torch.Tensor, shape (B, P, D) or (P, D), optional
+        Tokens inserted after [CLS] before block ``prompt_layer`` (0: at the input).
+    prompt_layer : int
+        Block index before which the prompts are inserted (0 … depth-1).
+    prefixes : mapping of int to Prefix, optional
+        Prefix keys/values by block index.
+    pool : {"default", "prompts"}
+        ``"default"``: the tower's own pooling with the prompts left out
+        (:func:`pool_and_project`); ``"prompts"``: the mean of the prompt outputs
+        (:func:`pool_prompts`).
+
+    Returns
+    -------
+    torch.Tensor, shape (B, E)
+    """
+    if pool not in ("default", "prompts"):
+        raise ValueError(f"pool={pool!r}; use 'default' or 'prompts'.")
+    tokens = embed_tokens(visual, images)
+    n = depth(visual)
+    count = 0
+    if prompts is not None:
+        if not 0 <= prompt_layer < n:
+            raise ValueError(f"prompt_layer={prompt_layer} is outside the tower's blocks 0…{n - 1}.")
+        tokens = run_blocks(visual, tokens, 0, prompt_layer, prefixes=prefixes)
+        count = prompts.shape[-2]
+        tokens = insert_prompts(tokens, prompts)
+        tokens = run_blocks(visual, tokens, prompt_layer, None, prefixes=prefixes)
+    else:
+        tokens = run_blocks(visual, tokens, prefixes=prefixes)
+    if pool == "prompts":
+        return pool_prompts(visual, tokens, count)
+    return pool_and_project(visual, tokens, prompt_tokens=count)
+
+
+__all__ = ["Prefix", "block_forward", "check_tower", "depth", "embed_tokens",
+           "forward_with_prompts", "insert_prompts", "pool_and_project", "pool_prompts",
+           "prefix_attention", "run_blocks"]
