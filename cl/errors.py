@@ -31,6 +31,11 @@ class IntegrityError(ValueError):
     """A file's contents do not match the checksum written with them (damaged or edited)."""
 
 
+class LinkRefused(PermissionError):
+    """A path the library would write inside a run, sweep or cache directory is a link (planted
+    there, perhaps by someone else); the message names it. See :mod:`cl.runtime.io`."""
+
+
 class ResourceError(RuntimeError):
     """The machine ran out of a resource (memory) for the sizes a run asked for; the message
     names the settings to lower."""

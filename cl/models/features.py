@@ -180,8 +180,8 @@ class FeatureCache:
         data, manifest = self.paths(key)
         remove_temporaries(self.dir, older_than=STALE_SECONDS)
         blob = safetensors_save({"X": features.X.contiguous(), "y": features.y.contiguous()})
-        atomic_write(data, lambda fh: fh.write(blob))
-        atomic_write_json(manifest, {
+        atomic_write(data, lambda fh: fh.write(blob), root=self.root)
+        atomic_write_json(manifest, root=self.root, obj={
             "key": key,
             "backbone_name": backbone_name,
             "n": int(features.X.shape[0]),

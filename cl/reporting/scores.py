@@ -19,6 +19,7 @@ from rich.table import Table
 
 from cl.core.metrics import defined_metrics
 from cl.reporting.terminal import print_table
+from cl.runtime.io import save_figure
 
 __all__ = ["KEY_SCORES", "SCORE_LABELS", "print_scores", "retrieval_figure", "score_label",
            "score_metrics_markdown", "scores_markdown"]
@@ -134,6 +135,6 @@ def retrieval_figure(results: dict[str, Any], path: Path) -> Path:
     axes[0][0].set_ylabel("after training task t")
     fig.colorbar(im, ax=axes[0].tolist(), label="%", shrink=0.8)
     fig.suptitle(f"{results['stream']} · {results['strategy']} · {results['backbone']}")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path, root=Path(path).parent, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
