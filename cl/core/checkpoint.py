@@ -51,6 +51,7 @@ from cl.runtime.io import (
     atomic_write_text,
     ensure_directory,
     open_in_place,
+    refuse_link,
     remove_temporaries,
 )
 
@@ -205,6 +206,7 @@ class CheckpointStore:
         readers of someone else's run pass False.
         """
         for path in self.checkpoints():
+            refuse_link(path, root=self.out_dir)  # never load (nor quarantine) someone's link
             try:
                 return _read(path)
             except Exception as err:  # noqa: BLE001 - any unreadable file: use the previous task

@@ -51,6 +51,13 @@ def _refused(link: Path, root: Path) -> LinkRefused:
     )
 
 
+def refuse_link(path: str | os.PathLike[str], *, root: str | os.PathLike[str]) -> None:
+    """Raise :class:`~cl.errors.LinkRefused` when ``path`` (inside ``root``) is a symbolic link,
+    for files the library reads back as its own state (checkpoints)."""
+    if os.path.islink(path):
+        raise _refused(Path(path), Path(root))
+
+
 def _is_link(name: str, dir_fd: int) -> bool:
     try:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -550,6 +551,53 @@ def test_report_of_a_broken_results_json_is_a_clear_error(d, capsys, build, patt
 def test_api_bad_input_is_a_clear_error(d, make, error, pattern):
     with pytest.raises(error, match=pattern):
         make(d)
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory) -> Path:
+    """A 2-task run directory whose task 1 is still to do (its checkpoint and results removed)."""
+    run = tmp_path_factory.mktemp("links") / "base"
+    assert main(["run", "--out", str(run), *FAST]) == 0
+    (run / "checkpoints" / "task-0001.pt").unlink()
+    (run / RESULTS_FILE).unlink()
+    return run
+
+
+# (name of the link planted inside the run directory, whether it points to a directory)
+PLANTED_LINKS = [(".lock", False), (RESULTS_FILE, False), ("checkpoints/task-0001.pt", False),
+                 ("accuracy_matrix.png", False), ("report.md", False), ("config.toml", False),
+                 (".write-test", False), ("accuracy_matrix.csv", False), ("checkpoints", True)]
+
+
+@pytest.mark.parametrize("name, is_dir", PLANTED_LINKS, ids=[n for n, _ in PLANTED_LINKS])
+def test_resume_never_writes_through_a_link_planted_in_the_run_directory(
+        interrupted_run, tmp_path, capsys, name, is_dir):
+    """The issue's case: RUN_DIR/.lock replaced by a symlink to an outside file, then
+    ``cl run --resume RUN_DIR``, overwrote that file. Any file the run writes, likewise."""
+    run = tmp_path / "run"
+    shutil.copytree(interrupted_run, run)
+    outside = tmp_path / "outside"
+    if is_dir:
+        shutil.copytree(run / name, outside)
+        shutil.rmtree(run / name)
+    else:  # a copy of the file (a config that parses), or someone else's file
+        outside.write_bytes((run / name).read_bytes() if name == "config.toml" else b"theirs\n")
+        (run / name).unlink(missing_ok=True)
+    before = {p: p.read_bytes() for p in [outside, *outside.rglob("*")] if p.is_file()}
+    (run / name).symlink_to(outside)
+    assert main(["run", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"refusing to write through {str(run / name)!r}: it is a symbolic link" in err, err
+    assert f"rm {str(run / name)!r}" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in [outside, *outside.rglob("*")] if p.is_file()} == before
+
+
+def test_a_run_directory_reached_through_a_link_is_the_users_choice(interrupted_run, tmp_path):
+    real = tmp_path / "scratch" / "run"
+    shutil.copytree(interrupted_run, real)
+    (tmp_path / "runs").symlink_to(tmp_path / "scratch")
+    assert main(["run", "--resume", str(tmp_path / "runs" / "run"), "--no-progress"]) == 0
+    assert json.loads((real / RESULTS_FILE).read_text())["status"] == "completed"
 
 
 def test_dry_run_of_user_code_imports_and_calls_nothing(d, capsys):
