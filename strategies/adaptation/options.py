@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 ENCODERS: tuple[str, ...] = ("vision", "text", "both")
@@ -128,6 +128,10 @@ class FinetuneOptions(TrainingOptions):
         for i, lr in enumerate(self.lr_per_task):
             check_number(f"lr_per_task[{i}]", lr, low_open=True)
         object.__setattr__(self, "lr_per_task", tuple(float(x) for x in self.lr_per_task))
+        default_lr = next(f.default for f in fields(self) if f.name == "lr")
+        if self.lr_per_task and self.lr != default_lr:
+            raise ValueError(f"options 'lr' ({self.lr}) and 'lr_per_task' both set the learning "
+                             "rate and 'lr_per_task' wins; give one of them.")
 
 
 def _check_distillation(options: LwFOptions | ZSCLOptions) -> None:
