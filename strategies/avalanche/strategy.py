@@ -81,7 +81,8 @@ class AvalancheStrategy(Strategy):
         Extra avalanche plugins.
     **strategy_options
         Options of the avalanche strategy's constructor (``ewc_lambda``,
-        ``mem_size``...), validated against its signature.
+        ``mem_size``...), validated against its signature; those without a default
+        are required (``ValueError`` naming each with its meaning otherwise).
     """
 
     inputs = "features"
