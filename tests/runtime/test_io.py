@@ -80,4 +80,26 @@ def test_a_planted_link_in_the_feature_cache_is_refused(tmp_path):
     with pytest.raises(LinkRefused, match=r"cache/features'"):
         cache.store({"k": 1}, Features(torch.zeros(2, 3), torch.zeros(2, dtype=torch.long)),
                     backbone_name="b")
-    assert list((tmp_path / "elsewhere").iterdir()) == []
+    (tmp_path / "elsewhere" / "mine.txt").write_text("keep")
+    with pytest.raises(LinkRefused, match=r"cache/features'"):  # cl cache clear
+        cache.clear()
+    assert [p.name for p in (tmp_path / "elsewhere").iterdir()] == ["mine.txt"]
+
+
+def test_a_planted_link_in_a_sweep_directory_is_refused(tmp_path):
+    from types import SimpleNamespace
+
+    from cl.sweep.index import INDEX_FILE, write_index, write_job
+
+    victim = tmp_path / "victim.json"
+    victim.write_text("keep")
+    sweep = tmp_path / "sweeps" / "s"
+    sweep.mkdir(parents=True)
+    (sweep / INDEX_FILE).symlink_to(victim)
+    runs = [SimpleNamespace(id="r0", overrides={})]
+    with pytest.raises(LinkRefused, match=rf"'.*s/{INDEX_FILE}': it is a symbolic link"):
+        write_index(sweep, "s", None, runs, {"kind": "local"})
+    (sweep / "r0").symlink_to(tmp_path)  # a run directory planted as a link out of the sweep
+    with pytest.raises(LinkRefused, match=r"'.*s/r0': it is a symbolic link"):
+        write_job(sweep / "r0", state="running")
+    assert victim.read_text() == "keep" and not (tmp_path / "job.json").exists()

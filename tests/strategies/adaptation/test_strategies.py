@@ -140,11 +140,12 @@ def test_clip_finetune_trains_the_chosen_tower_and_restores_exactly(stream, back
     assert not torch.allclose(expected, _clip_logits(pristine, images, space))
     got, fresh = _restored_predictions(strategy, pristine, stream, images, space, tmp_path)
     assert torch.equal(got, expected) and fresh.fingerprint == backbone.fingerprint
-    # one rate per task, in stream order
-    bad = CLIPFinetune(**FAST, lr_per_task=[1e-3, 1e-3, 1e-3])
-    runner = Runner(stream, bad, copy.deepcopy(pristine), out_dir=tmp_path / "bad", progress=False)
-    with pytest.raises(ValueError, match="lr_per_task has 3 rates but stream 'split-digits' has 2"):
-        _learn(bad, runner, [0])
+    # one rate per task, in stream order, checked before the run; lr_per_task replaces lr
+    with pytest.raises(ValueError, match="options 'lr' .* and 'lr_per_task' both set"):
+        CLIPFinetune(**FAST, lr_per_task=[1e-3, 1e-3, 1e-3])
+    bad = CLIPFinetune(**{k: v for k, v in FAST.items() if k != "lr"}, lr_per_task=[1e-3] * 3)
+    with pytest.raises(ValueError, match="lr_per_task' has 3 rates but stream 'split-digits' has 2"):
+        Runner(stream, bad, copy.deepcopy(pristine), out_dir=tmp_path / "bad", progress=False)
 
 
 def test_lwf_with_zero_weight_is_continual_fine_tuning_and_moves_otherwise(stream, pristine,
