@@ -306,6 +306,10 @@ class MoEAdaptersOptions(FinetuneOptions):
         check_number("ddas_lr", self.ddas_lr, low_open=True)
         if self.ddas_threshold is not None:
             check_number("ddas_threshold", self.ddas_threshold)
+        if not self.ddas_reference and self.ddas_reference_iterations != 1001:
+            raise ValueError(f"option 'ddas_reference_iterations' ({self.ddas_reference_iterations}) "
+                             "trains the autoencoder of 'ddas_reference', which is not set; set "
+                             "strategy.ddas_reference or leave 'ddas_reference_iterations' out.")
         if self.ddas_features not in ("clip", "alexnet"):
             raise ValueError(
                 f"ddas_features must be 'clip' or 'alexnet', got {self.ddas_features!r}.")
@@ -360,6 +364,10 @@ class SLCAOptions(TrainingOptions):
         for i, m in enumerate(self.milestones):
             check_positive_int(f"milestones[{i}]", m)
         object.__setattr__(self, "milestones", tuple(sorted(self.milestones)))
+        if self.milestones and self.milestones[-1] >= self.iterations:
+            raise ValueError(f"option 'milestones' holds {self.milestones[-1]}, which is not below "
+                             f"'iterations' ({self.iterations}), so the rate is never cut there; "
+                             "give milestones below iterations.")
         if self.head_init not in ("random", "text"):
             raise ValueError(f"head_init must be 'random' or 'text', got {self.head_init!r}.")
         check_positive_int("ca_epochs", self.ca_epochs, zero=True)
