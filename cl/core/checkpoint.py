@@ -44,7 +44,7 @@ import torch
 from cl.config import RunConfig, config_difference
 from cl.config.code import USER_MODULE_PREFIX
 from cl.core.state import decode_state, encode_state, state_digest
-from cl.errors import IntegrityError, LinkRefused
+from cl.errors import IntegrityError, PathRefused
 from cl.runtime import distributed
 from cl.runtime.io import (
     atomic_write,
@@ -116,7 +116,7 @@ class CheckpointStore:
             probe = self.out_dir / ".write-test"
             os.close(open_in_place(probe, os.O_WRONLY, root=self.out_dir))
             probe.unlink()
-        except LinkRefused:
+        except PathRefused:
             raise
         except OSError as err:
             raise PermissionError(

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from cl.errors import LinkRefused
+from cl.errors import LinkRefused, PathRefused
 
 TEMP_SUFFIX = ".tmp"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -58,11 +58,26 @@ def refuse_link(path: str | os.PathLike[str], *, root: str | os.PathLike[str]) -
         raise _refused(Path(path), Path(root))
 
 
-def _is_link(name: str, dir_fd: int) -> bool:
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISREG, "a file"), (stat.S_ISFIFO, "a named pipe"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
+
+
+def _check_kind(name: str, dir_fd: int, path: Path, root: Path, *, directory: bool) -> None:
+    """Refuse a link at ``name`` (:class:`~cl.errors.LinkRefused`) or something other than the
+    regular file (``directory``: the directory) cl would write there (``PathRefused``)."""
     try:
-        return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
     except FileNotFoundError:
-        return False
+        return
+    if stat.S_ISLNK(mode):
+        raise _refused(path, root)
+    if (stat.S_ISDIR(mode) if directory else stat.S_ISREG(mode)):
+        return
+    found = next((what for test, what in _KINDS if test(mode)), "something else")
+    raise PathRefused(
+        f"cannot write {str(path)!r}: {found} of that name is in the way, where cl writes "
+        f"{'a directory' if directory else 'a file'}; move it away and run again."
+    )
 
 
 def _parts(path: Path, root: Path) -> tuple[str, ...]:
@@ -97,12 +112,12 @@ def open_directory(directory: str | os.PathLike[str], *,
             try:
                 os.mkdir(part, 0o777, dir_fd=fd)
             except FileExistsError:
-                pass
+                _check_kind(part, fd, here, base, directory=True)
             try:
                 child = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as err:
-                if err.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(part, fd):
-                    raise _refused(here, base) from None
+                if err.errno in (errno.ELOOP, errno.ENOTDIR):
+                    _check_kind(part, fd, here, base, directory=True)  # replaced meanwhile
                 raise
             os.close(fd)
             fd = child
@@ -131,23 +146,25 @@ def open_in_place(path: str | os.PathLike[str], flags: int, *,
         (hard links), so writing it would change another file.
     """
     target = Path(path)
+    owner = Path(root) if root is not None else target.parent
     with open_directory(target.parent, root=root) as dir_fd:
-        try:
-            fd = os.open(target.name, flags | os.O_CREAT | os.O_NOFOLLOW
+        _check_kind(target.name, dir_fd, target, owner, directory=False)
+        try:  # O_NONBLOCK: a named pipe put there meanwhile must not block the open
+            fd = os.open(target.name, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
                          | getattr(os, "O_CLOEXEC", 0), 0o666, dir_fd=dir_fd)
         except OSError as err:
-            if err.errno == errno.ELOOP:
-                raise _refused(target, Path(root) if root is not None else target.parent) from None
+            if err.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
+                _check_kind(target.name, dir_fd, target, owner, directory=False)
             raise
+    os.set_blocking(fd, True)
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
         os.close(fd)
-        what = "has other names (hard links)" if stat.S_ISREG(info.st_mode) else \
-            "is not a regular file"
+        what = "has other names (hard links), so writing it would change another file" \
+            if stat.S_ISREG(info.st_mode) else "is not a regular file"
         raise LinkRefused(
-            f"refusing to write {str(target)!r}: it {what}, so writing it would change another "
-            f"file; cl writes only its own files in a run, sweep or cache directory. Remove it "
-            f"(rm {str(target)!r}) and run again."
+            f"refusing to write {str(target)!r}: it {what}; cl writes only its own files in a "
+            f"run, sweep or cache directory. Remove it (rm {str(target)!r}) and run again."
         )
     return fd
 
@@ -188,11 +205,13 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     ------
     LinkRefused
         ``path`` or a directory between ``root`` and it is a symbolic link (named).
+    PathRefused
+        A directory (or pipe, socket, device) of that name is in the way (named).
     """
     target = Path(path)
     with open_directory(target.parent, root=root) as dir_fd:
-        if _is_link(target.name, dir_fd):
-            raise _refused(target, Path(root) if root is not None else target.parent)
+        _check_kind(target.name, dir_fd, target,
+                    Path(root) if root is not None else target.parent, directory=False)
         fd, tmp = _temporary(target.name, dir_fd)
         try:
             with os.fdopen(fd, "wb") as fh:

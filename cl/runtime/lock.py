@@ -27,7 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from cl.errors import LinkRefused, RunDirectoryInUse
+from cl.errors import PathRefused, RunDirectoryInUse
 from cl.runtime.io import open_in_place
 
 LOCK_FILE = ".lock"
@@ -69,7 +69,7 @@ class RunLock:
                 self._key = key
                 return self
             fd = open_in_place(self.path, os.O_RDWR, root=self.run_dir)
-        except LinkRefused:
+        except PathRefused:
             raise
         except OSError as err:
             raise PermissionError(

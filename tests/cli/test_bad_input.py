@@ -9,6 +9,7 @@ message. No case may run code a config names (a ``MARKER`` file would appear).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -637,6 +638,28 @@ def test_resume_never_writes_through_a_link_planted_in_the_run_directory(
     assert f"refusing to write through {str(run / name)!r}: it is a symbolic link" in err, err
     assert f"rm {str(run / name)!r}" in err and "Traceback" not in err
     assert {p: p.read_bytes() for p in [outside, *outside.rglob("*")] if p.is_file()} == before
+
+
+# (name inside the run directory, what is put there instead of what cl writes)
+IN_THE_WAY = [(".lock", "a directory"), (RESULTS_FILE, "a directory"), ("report.md", "a directory"),
+              ("checkpoints", "a file"), (".lock", "a named pipe")]
+
+
+@pytest.mark.parametrize("name, kind", IN_THE_WAY, ids=[f"{n}-{k}" for n, k in IN_THE_WAY])
+def test_something_in_the_way_of_a_run_file_is_named(interrupted_run, tmp_path, capsys, name,
+                                                     kind):
+    """A directory where the lock or results belong (or a file where checkpoints/ belongs, a
+    named pipe as the lock) is a one-line error naming it, not an IsADirectoryError traceback
+    or a blocked open."""
+    run = tmp_path / "run"
+    shutil.copytree(interrupted_run, run)
+    (run / name).unlink() if (run / name).is_file() else shutil.rmtree(run / name, True)
+    {"a directory": (run / name).mkdir, "a file": lambda: (run / name).write_text("x"),
+     "a named pipe": lambda: os.mkfifo(run / name)}[kind]()
+    assert main(["run", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {str(run / name)!r}: {kind} of that name is in the way" in err, err
+    assert "Traceback" not in err
 
 
 def test_a_run_directory_reached_through_a_link_is_the_users_choice(interrupted_run, tmp_path):
