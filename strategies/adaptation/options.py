@@ -137,6 +137,10 @@ class FinetuneOptions(TrainingOptions):
 def _check_distillation(options: LwFOptions | ZSCLOptions) -> None:
     check_number("temperature", options.temperature, low_open=True)
     check_number("distill_weight", options.distill_weight)
+    if options.distill_weight == 0 and options.temperature != 2.0:
+        raise ValueError(f"option 'temperature' ({options.temperature}) softens the distillation, "
+                         "which distill_weight=0 turns off; leave 'temperature' out or set "
+                         "distill_weight > 0.")
     if not (options.image_loss or options.text_loss):
         raise ValueError("image_loss and text_loss are both false; set at least one true.")
 
@@ -233,6 +237,10 @@ class ZSCLOptions(FinetuneOptions):
                 "reference_images and reference_texts go together: give both (an image folder "
                 "and a caption file) or neither (the stream's own reference set).")
         check_positive_int("reference_batch_size", self.reference_batch_size)
+        if self.distill_weight == 0 and self.reference_batch_size != 64:
+            raise ValueError("option 'reference_batch_size' feeds the reference-set distillation, "
+                             "which distill_weight=0 turns off; leave 'reference_batch_size' out "
+                             "or set distill_weight > 0.")
         check_number("l2_weight", self.l2_weight)
         check_positive_int("ensemble_every", self.ensemble_every, zero=True)
 
