@@ -31,6 +31,16 @@ class IntegrityError(ValueError):
     """A file's contents do not match the checksum written with them (damaged or edited)."""
 
 
+class PathRefused(PermissionError):
+    """A path the library would write inside a run, sweep or cache directory is not one it may
+    write: a link planted there, or a directory, pipe or device in the way; the message names
+    it. See :mod:`cl.runtime.io`."""
+
+
+class LinkRefused(PathRefused):
+    """The refused path is a symbolic link (or a hard link, for a file written in place)."""
+
+
 class ResourceError(RuntimeError):
     """The machine ran out of a resource (memory) for the sizes a run asked for; the message
     names the settings to lower."""

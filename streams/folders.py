@@ -8,11 +8,21 @@ into train/test (stratified, seeded).
 Listing files is metadata: building a stream from folders lists directories but
 opens no image. Images are opened when a dataset item is read; a file that
 cannot be decoded raises ``ValueError`` naming the file.
+
+Colour modes. Every image is converted to RGB when read (``PIL.Image.convert("RGB")``:
+grey replicated to three channels, palettes expanded, alpha dropped, CMYK converted),
+as torchvision's ``ImageFolder`` loader does. A folder whose images are *not all of one
+mode* is refused when a split is loaded (:func:`check_modes` reads each file's header,
+not its pixels), naming the modes with a file of each, unless the stream's
+``allow_mixed_modes`` option is set: then they are converted as above with one warning
+per folder. (ImageNet-R, a known mix of greyscale and colour JPEGs, allows them.)
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +58,28 @@ def list_classes(root: str | os.PathLike[str]) -> tuple[str, ...]:
             f"image folder {str(path)!r} has no class sub-folders; expected ROOT/<class>/<images>."
         )
     return classes
+
+
+def split_classes(root: str | os.PathLike[str], what: str = "image folder") -> tuple[str, ...]:
+    """Class names of a folder with ``train/`` and ``test/`` image folders: the train
+    folder's, which must be the test folder's too.
+
+    Raises
+    ------
+    ValueError
+        A class folder exists on one side only (named): only in ``test/`` it could never be
+        predicted, only in ``train/`` never be evaluated.
+    """
+    root = Path(root)
+    train, test = list_classes(root / "train"), list_classes(root / "test")
+    for side, other, only, why in (("test", "train", sorted(set(test) - set(train)), "predicted"),
+                                   ("train", "test", sorted(set(train) - set(test)), "evaluated")):
+        if only:
+            raise ValueError(
+                f"{what} {str(root)!r}: class folder(s) {only[:5]} are in {side}/ but not in "
+                f"{other}/, so they could never be {why}; add them to {other}/ or remove them."
+            )
+    return train
 
 
 def list_images(
@@ -100,6 +132,50 @@ def list_images(
             "remove the folder."
         )
     return paths, np.asarray(labels, dtype=np.int64), names
+
+
+_WARNED_MODES: set[str] = set()
+"""Folders whose mixed colour modes were already reported in this process (warned once)."""
+
+
+def check_modes(paths: Sequence[Path], root: str | os.PathLike[str], *, allow: bool,
+                option: str = "stream.allow_mixed_modes") -> dict[str, int]:
+    """Colour modes of the image files ``paths`` of folder ``root`` (headers only).
+
+    Returns
+    -------
+    dict
+        Mode -> number of files (``{"RGB": 120}``).
+
+    Raises
+    ------
+    ValueError
+        The files are of several modes and ``allow`` is false; the message names each mode
+        with an example file and the option that allows them (then converted to RGB, warned
+        once per folder).
+    """
+    modes: Counter[str] = Counter()
+    example: dict[str, Path] = {}
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                mode = img.mode
+        except (UnidentifiedImageError, OSError):
+            continue  # reported, naming the file, when it is read
+        modes[mode] += 1
+        example.setdefault(mode, path)
+    if len(modes) > 1:
+        found = ", ".join(f"{m} ({n} file{'s' if n > 1 else ''}, e.g. {str(example[m])!r})"
+                          for m, n in modes.most_common())
+        text = (f"image folder {str(root)!r} mixes colour modes: {found}; every image is "
+                "converted to RGB (grey replicated, palettes expanded, alpha dropped)")
+        if not allow:
+            raise ValueError(f"{text}. Set {option}=true to accept that, or convert the files "
+                             "to one mode.")
+        if str(root) not in _WARNED_MODES:
+            _WARNED_MODES.add(str(root))
+            warnings.warn(f"{text} ({option}=true).", UserWarning, stacklevel=2)
+    return dict(modes)
 
 
 class ImageFileDataset(Dataset):
@@ -180,35 +256,37 @@ def folder_task(
     test_size: float = 0.2,
     seed: int = 0,
     key: str | None = None,
+    allow_mixed_modes: bool = False,
 ) -> Task:
     """A task over a task folder (``root/{train,test}/<class>/*`` or ``root/<class>/*``).
 
     Class names are the train folder's class sub-folders. Without ``train/`` and
     ``test/`` sub-folders the images are split with :func:`stratified_split`.
+    ``allow_mixed_modes``: see the module docstring (refused by default).
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"task folder {str(root)!r} does not exist.")
     has_splits = (root / "train").is_dir() and (root / "test").is_dir()
     if has_splits:
-        classes = list_classes(root / "train")
-        test_only = sorted(set(list_classes(root / "test")) - set(classes))
-        if test_only:
-            raise ValueError(
-                f"task folder {str(root)!r}: class folder(s) {test_only[:5]} are in test/ but not "
-                "in train/, so they could never be predicted; add them to train/ or remove them."
-            )
+        classes = split_classes(root, "task folder")
+
+        def _side(side: str) -> Dataset:
+            paths, labels, _ = list_images(root / side, classes)
+            check_modes(paths, root / side, allow=allow_mixed_modes, option="allow_mixed_modes")
+            return ImageFileDataset(paths, labels)
 
         def load_train() -> Dataset:
-            return image_folder(root / "train", classes)
+            return _side("train")
 
         def load_test() -> Dataset:
-            return image_folder(root / "test", classes)
+            return _side("test")
     else:
         classes = list_classes(root)
 
         def _split(which: int) -> Dataset:
             paths, labels, _ = list_images(root, classes)
+            check_modes(paths, root, allow=allow_mixed_modes, option="allow_mixed_modes")
             idx = stratified_split(labels, test_size, seed)[which]
             return ImageFileDataset([paths[i] for i in idx], labels[idx])
 
@@ -235,6 +313,7 @@ def from_folders(
     years: Sequence[int] | None = None,
     test_size: float = 0.2,
     seed: int = 0,
+    allow_mixed_modes: bool = False,
 ) -> Stream:
     """A stream with one task per task folder, in the given order.
 
@@ -251,6 +330,9 @@ def from_folders(
         With years, the stream is chronological (stable sort by year).
     test_size, seed : float, int
         Split of folders without ``train/``/``test/``.
+    allow_mixed_modes : bool
+        Accept folders of several colour modes (converted to RGB, one warning per folder);
+        refused by default (see the module docstring).
     """
     if isinstance(roots, (str, os.PathLike)):
         raise TypeError("roots must be a list of task folders, not a single path.")
@@ -258,7 +340,7 @@ def from_folders(
         raise ValueError(f"{len(years)} years for {len(roots)} folders; give one year per folder.")
     tasks = [
         folder_task(Path(r).name, r, templates=templates, year=None if years is None else int(years[i]),
-                    test_size=test_size, seed=seed)
+                    test_size=test_size, seed=seed, allow_mixed_modes=allow_mixed_modes)
         for i, r in enumerate(roots)
     ]
     if years is not None:

@@ -44,9 +44,16 @@ import torch
 from cl.config import RunConfig, config_difference
 from cl.config.code import USER_MODULE_PREFIX
 from cl.core.state import decode_state, encode_state, state_digest
-from cl.errors import IntegrityError
+from cl.errors import IntegrityError, PathRefused
 from cl.runtime import distributed
-from cl.runtime.io import atomic_write, atomic_write_text, remove_temporaries
+from cl.runtime.io import (
+    atomic_write,
+    atomic_write_text,
+    ensure_directory,
+    open_in_place,
+    refuse_link,
+    remove_temporaries,
+)
 
 if TYPE_CHECKING:
     from cl.core.tracker import Tracker
@@ -105,10 +112,12 @@ class CheckpointStore:
             distributed.barrier()  # rank 0 creates the directory first
             return
         try:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            ensure_directory(self.dir, root=self.out_dir)
             probe = self.out_dir / ".write-test"
-            probe.write_text("ok")
+            os.close(open_in_place(probe, os.O_WRONLY, root=self.out_dir))
             probe.unlink()
+        except PathRefused:
+            raise
         except OSError as err:
             raise PermissionError(
                 f"output directory {str(self.out_dir)!r} is not writable ({err.strerror}); "
@@ -129,7 +138,7 @@ class CheckpointStore:
                     "resume it. Differences (existing -> requested): " + "; ".join(diffs)
                     + ". Use another --out, or the same settings."
                 )
-        atomic_write_text(path, config.to_toml())
+        atomic_write_text(path, config.to_toml(), root=self.out_dir)
         distributed.barrier()
 
     def checkpoints(self) -> list[Path]:
@@ -176,7 +185,7 @@ class CheckpointStore:
                             for s, n in zip(plugin_states, names[1:], strict=True)],
             }
             state["sha256"] = state_digest(state)
-            atomic_write(path, lambda fh: torch.save(state, fh))
+            atomic_write(path, lambda fh: torch.save(state, fh), root=self.out_dir)
             for old in self.checkpoints()[self.keep :]:
                 old.unlink(missing_ok=True)
             for bad in self.dir.glob("task-*.corrupt"):
@@ -197,6 +206,7 @@ class CheckpointStore:
         readers of someone else's run pass False.
         """
         for path in self.checkpoints():
+            refuse_link(path, root=self.out_dir)  # never load (nor quarantine) someone's link
             try:
                 return _read(path)
             except Exception as err:  # noqa: BLE001 - any unreadable file: use the previous task

@@ -164,10 +164,10 @@ def write_results(out_dir: str | Path, results: dict[str, Any]) -> None:
     (compact while running)."""
     out_dir = Path(out_dir)
     atomic_write_json(out_dir / RESULTS_FILE, seal(results),
-                      compact=results.get("status") == "running")
-    atomic_write_text(out_dir / MATRIX_FILE, matrix_csv(results))
+                      compact=results.get("status") == "running", root=out_dir)
+    atomic_write_text(out_dir / MATRIX_FILE, matrix_csv(results), root=out_dir)
     if "scores" in results:
-        atomic_write_text(out_dir / SCORES_FILE, scores_csv(results))
+        atomic_write_text(out_dir / SCORES_FILE, scores_csv(results), root=out_dir)
 
 
 def matrix_csv(results: dict[str, Any]) -> str:

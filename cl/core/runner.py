@@ -119,6 +119,13 @@ class Runner:
                 f"{backbone.name!r} has none; use a VLM backbone such as 'ViT-B-16:openai' "
                 "or 'cl-tiny-vit'."
             )
+        effective = strategy.check_run(backbone, stream) if isinstance(strategy, Strategy) else {}
+        for option, value in effective.items():
+            logger.warning("strategy option %r cannot be honoured on backbone %r and stream %r; "
+                           "it is %r in this run (recorded in results.json as "
+                           "effective_options).", option, backbone.name, stream.name, value)
+        if effective:
+            extra_results = {**(extra_results or {}), "effective_options": effective}
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}.")
         check_seed(seed, "Runner seed")

@@ -181,6 +181,17 @@ class Strategy:
         """Logits of shape (N, len(label_space)) for a batch of inputs."""
         raise NotImplementedError
 
+    def check_run(self, backbone: Any, stream: Stream) -> dict[str, Any]:
+        """Check the options against the run's backbone and stream, before anything runs.
+
+        Raise ``ValueError`` naming both options (or the option and the backbone or stream)
+        where a combination is impossible; return ``{option: effective value}`` for options
+        the run cannot honour and replaces (``rail``'s ``fusion`` on a backbone without a
+        text tower is ``False``). The runner warns once for each and records them in
+        ``results.json`` under ``effective_options``. The default checks nothing.
+        """
+        return {}
+
     def set_hyperparameters(self, values: Mapping[str, Any]) -> None:
         """Set searchable hyper-parameters before a trial of the per-task search.
 

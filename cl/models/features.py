@@ -47,7 +47,7 @@ from tqdm.auto import tqdm
 
 from cl.models.backbones import Backbone
 from cl.runtime.data import Preprocessed, loader
-from cl.runtime.io import atomic_write, atomic_write_json, remove_temporaries
+from cl.runtime.io import atomic_write, atomic_write_json, refuse_link, remove_temporaries
 
 FORMAT_VERSION = 1
 #: Temporary files older than this (seconds) in the cache were left by killed writers.
@@ -180,8 +180,8 @@ class FeatureCache:
         data, manifest = self.paths(key)
         remove_temporaries(self.dir, older_than=STALE_SECONDS)
         blob = safetensors_save({"X": features.X.contiguous(), "y": features.y.contiguous()})
-        atomic_write(data, lambda fh: fh.write(blob))
-        atomic_write_json(manifest, {
+        atomic_write(data, lambda fh: fh.write(blob), root=self.root)
+        atomic_write_json(manifest, root=self.root, obj={
             "key": key,
             "backbone_name": backbone_name,
             "n": int(features.X.shape[0]),
@@ -206,7 +206,11 @@ class FeatureCache:
         return sorted(found, key=lambda m: str(m.get("created", "")))
 
     def clear(self) -> tuple[int, int]:
-        """Delete every cached feature file; returns (files removed, bytes freed)."""
+        """Delete every cached feature file; returns (files removed, bytes freed).
+
+        A ``features`` directory that is a link planted in the cache is refused (named),
+        never emptied."""
+        refuse_link(self.dir, root=self.root)
         if not self.dir.is_dir():
             return 0, 0
         files = [p for p in self.dir.iterdir() if p.is_file()]

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 
 from cl.core.tracker import Tracker
 from cl.errors import OptionError
+from cl.runtime.io import ensure_directory
 
 __all__ = ["LOGGERS", "Logger", "TensorBoardLogger", "WandbLogger", "make_loggers", "row_scalars"]
 
@@ -112,7 +113,7 @@ class TensorBoardLogger:
     def __init__(self, log_dir: str | os.PathLike[str], config: dict[str, Any]) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
-        self.log_dir = Path(log_dir)
+        self.log_dir = ensure_directory(log_dir, root=Path(log_dir).parent)  # no planted link
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
         self.writer.add_text("config", "```\n" + json.dumps(config, indent=2, default=str) + "\n```")
         self._zero_shot_logged = False
@@ -157,7 +158,7 @@ class WandbLogger:
         import wandb
 
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        ensure_directory(self.out_dir / "wandb", root=self.out_dir)  # no planted link
         self.run = wandb.init(
             project=project or os.environ.get("WANDB_PROJECT", "cl"),
             name=self.out_dir.name, dir=str(self.out_dir), config=config, mode=wandb_mode(),

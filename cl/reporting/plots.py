@@ -14,6 +14,7 @@ import numpy as np
 
 from cl.core.metrics import nevis_error_curve
 from cl.core.results import matrix_from_json
+from cl.runtime.io import save_figure
 
 
 def _matrix(results: dict[str, Any]) -> np.ndarray:
@@ -27,7 +28,7 @@ def _score(results: dict[str, Any]) -> str:
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, root=path.parent, dpi=120)
     plt.close(fig)
     return path
 

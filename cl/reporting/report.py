@@ -119,7 +119,7 @@ def write_report(out_dir: str | Path, results: dict[str, Any]) -> Path:
         "\n".join(f"![{p.stem}]({p.name})" for p in figures),
     ]) + "\n"
     path = out_dir / "report.md"
-    atomic_write_text(path, text)
+    atomic_write_text(path, text, root=out_dir)
     return path
 
 

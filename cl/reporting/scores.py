@@ -19,6 +19,7 @@ from rich.table import Table
 
 from cl.core.metrics import defined_metrics
 from cl.reporting.terminal import print_table
+from cl.runtime.io import save_figure
 
 __all__ = ["KEY_SCORES", "SCORE_LABELS", "print_scores", "retrieval_figure", "score_label",
            "score_metrics_markdown", "scores_markdown"]
@@ -107,7 +108,7 @@ def retrieval_figure(results: dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig = retrieval_heatmaps(results)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure(fig, path, root=Path(path).parent, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path
 

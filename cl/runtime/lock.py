@@ -10,7 +10,9 @@ overwritten by the next owner. Within one process the lock is re-entrant (the
 experiment builder holds it while it creates loggers, the runner while it
 runs). The lock is advisory (it stops other ``cl`` processes, not a user's
 ``rm``) and, like every ``flock``, is only as reliable as the file system's
-support for it (local disks: yes; some network file systems: no).
+support for it (local disks: yes; some network file systems: no). The lock file is
+opened with ``O_NOFOLLOW`` and must not be a hard link (:func:`cl.runtime.io.open_in_place`):
+a ``.lock`` planted as a link to another file is refused, never written.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from cl.errors import RunDirectoryInUse
+from cl.errors import PathRefused, RunDirectoryInUse
+from cl.runtime.io import open_in_place
 
 LOCK_FILE = ".lock"
 #: Locks this process holds: resolved lock file -> [file descriptor, depth, pid] (a forked
@@ -47,6 +50,8 @@ class RunLock:
         Another live process holds the lock (its pid, host and command are named).
     PermissionError
         The directory cannot be created or the lock file not opened.
+    LinkRefused
+        ``RUN_DIR/.lock`` is a symbolic or hard link (named in the message).
     """
 
     def __init__(self, run_dir: str | os.PathLike[str]) -> None:
@@ -58,12 +63,14 @@ class RunLock:
         """Take the lock (non-blocking) and write this process's identity into the lock file."""
         try:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            key = self.path.resolve()
+            key = self.run_dir.resolve() / LOCK_FILE
             if key in _HELD and _HELD[key][2] == os.getpid():  # this process holds it already
                 _HELD[key][1] += 1
                 self._key = key
                 return self
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = open_in_place(self.path, os.O_RDWR, root=self.run_dir)
+        except PathRefused:
+            raise
         except OSError as err:
             raise PermissionError(
                 f"output directory {str(self.run_dir)!r} is not writable ({err.strerror}); "

@@ -117,8 +117,7 @@ def write_job(run_dir: Path, **fields: Any) -> None:
     path = Path(run_dir) / JOB_FILE
     job = _read_json(path) or {}
     job.update(fields, host=socket.gethostname(), updated=time.time())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, job)
+    atomic_write_json(path, job, root=path.parent.parent)
 
 
 def run_state(run_dir: str | os.PathLike[str]) -> RunState:
@@ -162,9 +161,8 @@ def write_index(sweep_dir: Path, name: str, source: str | None, runs: Sequence[A
         "runs": [{"id": r.id, "dir": r.id, "overrides": r.overrides, "job_id": job_ids.get(r.id)}
                  for r in runs],
     }
-    sweep_dir.mkdir(parents=True, exist_ok=True)
     path = sweep_dir / INDEX_FILE
-    atomic_write_json(path, index)
+    atomic_write_json(path, index, root=sweep_dir)
     return path
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from cl.runtime.io import atomic_write_text
+from cl.runtime.io import atomic_write_text, open_append
 from cl.sweep.index import LOG_FILE, exit_message, log_tail, run_state, write_job
 from cl.sweep.progress import Progress
 from cl.sweep.spec import PlannedRun
@@ -43,8 +43,7 @@ def run_command(run_dir: str | os.PathLike[str], procs_per_run: int = 1) -> list
 
 def prepare(run: PlannedRun) -> None:
     """Create the run directory and write its ``config.toml`` (the settings ``--resume`` reads)."""
-    run.dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.dir / "config.toml", run.config.to_toml())
+    atomic_write_text(run.dir / "config.toml", run.config.to_toml(), root=run.dir.parent)
 
 
 def _gpus(slot: int, per_run: int) -> str:
@@ -91,7 +90,7 @@ class LocalPool:
 
     def _start(self, run: PlannedRun, slot: int) -> _Active:
         prepare(run)
-        log = (run.dir / LOG_FILE).open("ab")
+        log = open_append(run.dir / LOG_FILE, root=run.dir.parent)
         process = subprocess.Popen(run_command(run.dir, self.procs_per_run), stdout=log,
                                    stderr=subprocess.STDOUT, env=self._env(slot),
                                    start_new_session=True)

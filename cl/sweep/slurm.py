@@ -30,6 +30,7 @@ from typing import Any
 import submitit
 
 from cl.config.options import coerce
+from cl.runtime.io import open_append
 from cl.sweep.index import LOG_FILE, exit_message, log_tail, write_job
 from cl.sweep.local import POLL_SECONDS, prepare, progress_error, run_command
 from cl.sweep.progress import Progress
@@ -114,7 +115,7 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(self, run_dir: str, command: list[str]) -> str:
         path = Path(run_dir)
         env = submitit.JobEnvironment() if os.environ.get("SUBMITIT_FOLDER") else None
-        with (path / LOG_FILE).open("ab") as log:
+        with open_append(path / LOG_FILE, root=path.parent) as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
             write_job(path, state="running", pid=process.pid, started=time.time(), finished=None,
                       returncode=None, error=None, executor="slurm",

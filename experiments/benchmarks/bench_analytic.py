@@ -137,7 +137,7 @@ def compare_cli_runs() -> None:
             cl_run(args, root / "warm")
         rows = {args: cl_run(args, root) for args in CLI_RUNS}
     for (a, b) in ((CLI_RUNS[1], CLI_RUNS[0]), (CLI_RUNS[3], CLI_RUNS[2])):
-        (wa, ra, da), (wb, rb, db) = rows[a], rows[b]
+        (wa, ra, da), (wb, rb, _) = rows[a], rows[b]
         print(f"cl run {' '.join(a):<62} {wa:6.1f} s, peak RSS {ra / 2**30:4.2f} GiB, run dir "
               f"{da / 2**20:6.1f} MiB | vs {b[-1]}: {wb:5.1f} s, {rb / 2**30:4.2f} GiB -> "
               f"{wa / wb:4.2f}x wall", flush=True)

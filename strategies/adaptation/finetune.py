@@ -43,6 +43,7 @@ from strategies.adaptation.options import (
 )
 from strategies.adaptation.schedule import warmup_cosine_factor
 from strategies.adaptation.weight_ensemble import interpolate
+from streams.core import Stream
 
 #: parameters never trained by fine-tuning (the reference's ``exclude_params_name``)
 FROZEN: tuple[str, ...] = ("logit_scale", "logit_bias")
@@ -108,6 +109,15 @@ class CLIPFinetune(AdaptingStrategy):
 
     def _trains_text(self) -> bool:
         return "text" in towers_of(self.options.encoders)
+
+    def check_run(self, backbone: Any, stream: Stream) -> dict[str, Any]:
+        """``lr_per_task`` must hold one rate per task of the stream."""
+        per_task = self.options.lr_per_task
+        if per_task and len(per_task) != len(stream):
+            raise ValueError(
+                f"option 'lr_per_task' has {len(per_task)} rates but stream {stream.name!r} has "
+                f"{len(stream)} tasks; give one per task, in stream order.")
+        return super().check_run(backbone, stream)
 
     def _task_lr(self, ctx: Context) -> float:
         per_task = self.options.lr_per_task

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Literal
 
 ENCODERS: tuple[str, ...] = ("vision", "text", "both")
@@ -128,11 +128,19 @@ class FinetuneOptions(TrainingOptions):
         for i, lr in enumerate(self.lr_per_task):
             check_number(f"lr_per_task[{i}]", lr, low_open=True)
         object.__setattr__(self, "lr_per_task", tuple(float(x) for x in self.lr_per_task))
+        default_lr = next(f.default for f in fields(self) if f.name == "lr")
+        if self.lr_per_task and self.lr != default_lr:
+            raise ValueError(f"options 'lr' ({self.lr}) and 'lr_per_task' both set the learning "
+                             "rate and 'lr_per_task' wins; give one of them.")
 
 
 def _check_distillation(options: LwFOptions | ZSCLOptions) -> None:
     check_number("temperature", options.temperature, low_open=True)
     check_number("distill_weight", options.distill_weight)
+    if options.distill_weight == 0 and options.temperature != 2.0:
+        raise ValueError(f"option 'temperature' ({options.temperature}) softens the distillation, "
+                         "which distill_weight=0 turns off; leave 'temperature' out or set "
+                         "distill_weight > 0.")
     if not (options.image_loss or options.text_loss):
         raise ValueError("image_loss and text_loss are both false; set at least one true.")
 
@@ -229,6 +237,10 @@ class ZSCLOptions(FinetuneOptions):
                 "reference_images and reference_texts go together: give both (an image folder "
                 "and a caption file) or neither (the stream's own reference set).")
         check_positive_int("reference_batch_size", self.reference_batch_size)
+        if self.distill_weight == 0 and self.reference_batch_size != 64:
+            raise ValueError("option 'reference_batch_size' feeds the reference-set distillation, "
+                             "which distill_weight=0 turns off; leave 'reference_batch_size' out "
+                             "or set distill_weight > 0.")
         check_number("l2_weight", self.l2_weight)
         check_positive_int("ensemble_every", self.ensemble_every, zero=True)
 
@@ -302,6 +314,10 @@ class MoEAdaptersOptions(FinetuneOptions):
         check_number("ddas_lr", self.ddas_lr, low_open=True)
         if self.ddas_threshold is not None:
             check_number("ddas_threshold", self.ddas_threshold)
+        if not self.ddas_reference and self.ddas_reference_iterations != 1001:
+            raise ValueError(f"option 'ddas_reference_iterations' ({self.ddas_reference_iterations}) "
+                             "trains the autoencoder of 'ddas_reference', which is not set; set "
+                             "strategy.ddas_reference or leave 'ddas_reference_iterations' out.")
         if self.ddas_features not in ("clip", "alexnet"):
             raise ValueError(
                 f"ddas_features must be 'clip' or 'alexnet', got {self.ddas_features!r}.")
@@ -356,6 +372,10 @@ class SLCAOptions(TrainingOptions):
         for i, m in enumerate(self.milestones):
             check_positive_int(f"milestones[{i}]", m)
         object.__setattr__(self, "milestones", tuple(sorted(self.milestones)))
+        if self.milestones and self.milestones[-1] >= self.iterations:
+            raise ValueError(f"option 'milestones' holds {self.milestones[-1]}, which is not below "
+                             f"'iterations' ({self.iterations}), so the rate is never cut there; "
+                             "give milestones below iterations.")
         if self.head_init not in ("random", "text"):
             raise ValueError(f"head_init must be 'random' or 'text', got {self.head_init!r}.")
         check_positive_int("ca_epochs", self.ca_epochs, zero=True)

@@ -128,6 +128,26 @@ class ZSCL(CLIPFinetune):
         self._average: RunningWeightAverage | None = None
         self._second: Any = None
 
+    def check_run(self, backbone: Any, stream: Any) -> dict[str, Any]:
+        """The reference set exists before the run starts: the files named by
+        ``reference_images``/``reference_texts``, or the stream's own."""
+        o = self.options
+        if o.reference_images:
+            folder, texts = resolve(o.reference_images, self.data_root), \
+                resolve(o.reference_texts, self.data_root)
+            for option, path, ok in (("reference_images", folder, folder.is_dir()),
+                                     ("reference_texts", texts, texts.is_file())):
+                if not ok:
+                    raise FileNotFoundError(
+                        f"zscl option {option!r}: {str(path)!r} does not exist (relative paths "
+                        "are under --data-root).")
+        elif getattr(stream, "metadata", {}).get("reference_set") is None:
+            raise ValueError(
+                f"zscl needs a reference set, and stream {stream.name!r} offers none; set "
+                "strategy.reference_images (an image folder) and strategy.reference_texts (one "
+                "caption per line).")
+        return super().check_run(backbone, stream)
+
     def _on_bind(self, model: nn.Module) -> None:
         if self.options.teacher == "zeroshot":  # the backbone as given is the zero-shot model
             self._initial = frozen_copy(model)

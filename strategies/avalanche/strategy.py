@@ -33,7 +33,13 @@ from torch import nn
 from cl.config.options import bind_options, describe_options
 from cl.core.strategy import Context, Strategy, TaskData
 from strategies.avalanche.bridge import plugin_bridge, silent_evaluator
-from strategies.avalanche.catalog import FILLED, NEEDS_SCENARIO, RESUMABLE, strategy_class
+from strategies.avalanche.catalog import (
+    FILLED,
+    NEEDS_SCENARIO,
+    RESUMABLE,
+    missing_options_message,
+    strategy_class,
+)
 from strategies.avalanche.experiences import image_scenario, make_experience
 from strategies.avalanche.modules import FrozenEncoder, MaskedHead
 from streams.core import LabelSpace
@@ -75,7 +81,8 @@ class AvalancheStrategy(Strategy):
         Extra avalanche plugins.
     **strategy_options
         Options of the avalanche strategy's constructor (``ewc_lambda``,
-        ``mem_size``...), validated against its signature.
+        ``mem_size``...), validated against its signature; those without a default
+        are required (``ValueError`` naming each with its meaning otherwise).
     """
 
     inputs = "features"
@@ -130,6 +137,10 @@ class AvalancheStrategy(Strategy):
                 f"{', '.join(sorted(valid)) or '(none)'}. Wrapper options: {own}."
             )
         self.strategy_options = bind_options(cls, strategy_options, where=where, reserved=FILLED)
+        missing = None if self._built is not None else \
+            missing_options_message(cls, set(strategy_options))
+        if missing:
+            raise ValueError(missing)
         if self._built is not None and strategy_options:
             raise ValueError(f"{where}: options {sorted(strategy_options)} cannot be applied to an "
                              "already constructed avalanche strategy; pass its name or class.")

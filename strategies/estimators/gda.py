@@ -103,18 +103,21 @@ class GDA(IncrementalClassStats):
         self.solver = solver
 
     def _check_params(self) -> None:
-        s = self.shrinkage
+        s, who = self.shrinkage, type(self).__name__  # GDA, or a subclass (KLDA) by its own name
         if isinstance(s, str):
             if s not in ("ks", "auto"):
-                raise ValueError(f"GDA shrinkage must be 'ks', 'auto', a float or None, got {s!r}.")
+                raise ValueError(f"{who} option 'shrinkage' must be 'ks', 'auto', a float in "
+                                 f"[0, 1] or None, got {s!r}.")
         elif s is not None and (isinstance(s, bool) or not isinstance(s, Real) or not 0 <= s <= 1):
-            raise ValueError(f"GDA shrinkage as a number must lie in [0, 1], got {s!r}.")
+            raise ValueError(f"{who} option 'shrinkage' as a number must lie in [0, 1], got {s!r}.")
         if isinstance(self.priors, str) and self.priors not in ("empirical", "uniform"):
             raise ValueError(
-                f"GDA priors must be 'empirical', 'uniform' or an array, got {self.priors!r}."
+                f"{who} option 'priors' must be 'empirical', 'uniform' or an array, got "
+                f"{self.priors!r}."
             )
         if self.solver not in ("cholesky", "pinv"):
-            raise ValueError(f"GDA solver must be 'cholesky' or 'pinv', got {self.solver!r}.")
+            raise ValueError(f"{who} option 'solver' must be 'cholesky' or 'pinv', got "
+                             f"{self.solver!r}.")
 
     def _shrunk_covariance(self) -> tuple[np.ndarray, float]:
         W = self._scatter

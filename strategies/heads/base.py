@@ -34,7 +34,7 @@ from threadpoolctl import ThreadpoolController
 from cl.core.strategy import Context, Strategy, TaskData
 from strategies.estimators.class_stats import IncrementalClassStats
 from strategies.estimators.feature_ridge import ILL_CONDITIONED
-from streams.core import LabelSpace
+from streams.core import LabelSpace, Stream
 
 CLIP_LOGIT_SCALE = 100.0
 DEFAULT_ALPHAS: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)
@@ -101,6 +101,11 @@ class TrainingFreeStrategy(Strategy):
             raise ValueError(f"{name} alpha_grid must be non-empty, finite and >= 0, got {grid}.")
         if not 0.0 < val_fraction < 1.0:
             raise ValueError(f"{name} val_fraction must lie in (0, 1), got {val_fraction}.")
+        if not ensemble and (alpha_grid is not None or val_fraction != 0.2):
+            given = "alpha_grid" if alpha_grid is not None else "val_fraction"
+            raise ValueError(f"{name} option {given!r} only tunes the zero-shot ensemble, which "
+                             f"ensemble=False turns off; set strategy.ensemble=true or leave "
+                             f"{given!r} out.")
         model._check_params()
         self.model, self.ensemble, self.alpha_grid = model, ensemble, grid
         self.val_fraction = val_fraction
@@ -112,6 +117,12 @@ class TrainingFreeStrategy(Strategy):
     @property
     def fitted(self) -> bool:
         return hasattr(self.model, "classes_")
+
+    def check_run(self, backbone: Any, stream: Stream) -> dict[str, Any]:
+        """``ensemble`` is false on a backbone without a text tower (no zero-shot head)."""
+        if self.ensemble and not getattr(backbone, "has_text", False):
+            return {"ensemble": False}
+        return {}
 
     def _use_ensemble(self, ctx: Context) -> bool:
         return self.ensemble and bool(getattr(ctx.backbone, "has_text", False))

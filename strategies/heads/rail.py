@@ -13,14 +13,14 @@ outputs, ``-inf`` for classes never fitted, as the other heads.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
 from cl.core.strategy import Context
 from strategies.estimators.rail import RAIL, rail_fusion
 from strategies.heads.base import TrainingFreeStrategy
-from streams.core import LabelSpace
+from streams.core import LabelSpace, Stream
 
 
 class RAILStrategy(TrainingFreeStrategy):
@@ -64,10 +64,27 @@ class RAILStrategy(TrainingFreeStrategy):
     ) -> None:
         if not 0.0 <= fusion_weight <= 1.0:
             raise ValueError(f"rail fusion_weight must lie in [0, 1], got {fusion_weight}.")
+        if not fusion and fusion_weight != 0.8:
+            raise ValueError(f"rail option 'fusion_weight' ({fusion_weight}) weighs the zero-shot "
+                             "fusion, which fusion=False turns off; set strategy.fusion=true or "
+                             "leave 'fusion_weight' out.")
+        unused = {"primal": ("gamma", gamma, 0.1), "dual": ("n_components", n_components, 15_000)}
+        option, value, default = unused.get(form, ("", None, None))
+        if value != default:
+            other = "dual" if form == "primal" else "primal"
+            raise ValueError(f"rail option {option!r} ({value}) is used by form='{other}' only, "
+                             f"and form={form!r} was chosen; set strategy.form={other} or leave "
+                             f"{option!r} out.")
         model = RAIL(form=form, n_components=n_components, alpha=ridge, gamma=gamma,
                      dtype=dtype, solver=solver, random_state=random_state)
         self._setup(model, ensemble=False, alpha_grid=None, val_fraction=0.2)
         self.fusion, self.fusion_weight = fusion, float(fusion_weight)
+
+    def check_run(self, backbone: Any, stream: Stream) -> dict[str, Any]:
+        """``fusion`` is false on a backbone without a text tower (nothing to fuse with)."""
+        if self.fusion and not getattr(backbone, "has_text", False):
+            return {"fusion": False}
+        return {}
 
     def predict(self, inputs: torch.Tensor, label_space: LabelSpace, ctx: Context) -> torch.Tensor:
         if not (self.fusion and getattr(ctx.backbone, "has_text", False)):

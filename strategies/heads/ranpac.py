@@ -49,6 +49,10 @@ class RanPACStrategy(TrainingFreeStrategy):
         dtype: Literal["float64", "float32"] = "float64",
         random_state: int = 0,
     ) -> None:
+        if ridge != "auto" and ridge_grid is not None:
+            raise ValueError(f"ranpac option 'ridge_grid' is searched only with ridge='auto', and "
+                             f"ridge={ridge!r} was given; set strategy.ridge=auto or leave "
+                             "'ridge_grid' out.")
         model = RanPAC(n_components=n_components, alpha=ridge, alpha_grid=ridge_grid,
                        solver=solver, dtype=dtype, random_state=random_state)
         self._setup(model, ensemble=False, alpha_grid=None, val_fraction=0.2)

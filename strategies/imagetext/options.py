@@ -84,6 +84,10 @@ class ContrastiveOptions:
     def __post_init__(self) -> None:
         if self.iterations is not None:
             _positive_int("iterations", self.iterations)
+            if self.epochs != 1.0:
+                raise ValueError(f"options 'iterations' ({self.iterations}) and 'epochs' "
+                                 f"({self.epochs}) both set the length of training and "
+                                 "'iterations' wins; give one of them.")
         _number("epochs", self.epochs, low=0.0, open_low=True)
         _positive_int("batch_size", self.batch_size)
         _number("lr", self.lr, low=0.0, open_low=True)

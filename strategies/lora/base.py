@@ -90,6 +90,7 @@ class MergedAdapterStrategy(AdaptingStrategy):
 
     def _param_groups(self, model: nn.Module, ctx: Context) -> list[dict[str, Any]]:
         names = prepare(model, self.options.encoders, self.options.targets)
+        check_rank(self.label, self.options.rank, model, names)
         return [{"params": self._inject(model, names, ctx.generator)}]
 
     def _trains_text(self) -> bool:
@@ -136,3 +137,17 @@ class MergedAdapterStrategy(AdaptingStrategy):
 
 
 __all__ = ["MergedAdapterStrategy", "clip_loss", "cosine_factor", "prompts"]
+
+
+def check_rank(label: str, rank: int, model: nn.Module, names: list[str]) -> None:
+    """Refuse a LoRA ``rank`` above the smallest width (min of in and out features) of the
+    modules ``names``: ``B A`` of rank r on a ``d``-wide layer has rank at most ``d``."""
+    modules = dict(model.named_modules())
+    widths = {n: min(m.in_features, m.out_features) for n in names
+              if (m := modules.get(n)) is not None and hasattr(m, "in_features")}
+    if widths:
+        name, width = min(widths.items(), key=lambda kv: kv[1])
+        if rank > width:
+            raise ValueError(f"{label} option 'rank' ({rank}) is larger than the width of the "
+                             f"adapted layer {name!r} ({width}); an update of that layer has "
+                             f"rank at most {width}. Set strategy.rank <= {width}.")

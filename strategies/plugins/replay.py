@@ -87,6 +87,7 @@ class ReplayPlugin(Plugin):
         self._generator = torch.Generator().manual_seed(base * 1_000_003 + ctx.task_index)
         self._task_index = ctx.task_index
         self._hashes = set()
+        self._batches = 0
 
     def before_batch(
         self, x: torch.Tensor, y: torch.Tensor, ctx: Context
@@ -94,6 +95,7 @@ class ReplayPlugin(Plugin):
         """Offer the batch to the buffer, then append replayed examples of earlier tasks."""
         if x.shape[0] != y.shape[0]:
             raise ValueError(f"replay got {x.shape[0]} inputs but {y.shape[0]} labels in one batch.")
+        self._batches = getattr(self, "_batches", 0) + 1
         xs, ys = x.detach().cpu(), y.detach().cpu().long()
         for i in range(xs.shape[0]):
             self._offer(xs[i], int(ys[i]))
@@ -111,6 +113,11 @@ class ReplayPlugin(Plugin):
         return torch.cat([x, rx]), torch.cat([y, ry])
 
     def after_task(self, ctx: Context) -> None:
+        if getattr(self, "_batches", 1) == 0:
+            raise ValueError(
+                f"plugin 'replay' got no training batch in task {ctx.task_index}: the strategy "
+                "does not train in minibatches (ctx.before_batch; training-free heads such as "
+                "nmc, gda, rail), so there is nothing to replay into; remove the plugin.")
         counts = {str(c): int((self.y_ == c).sum()) for c in sorted(set(self.y_.tolist()))}
         ctx.record("replay_buffer", {"size": int(self.y_.numel()), "per_class": counts})
 

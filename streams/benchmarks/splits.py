@@ -29,7 +29,14 @@ from streams.benchmarks.mtil import templates as mtil_templates
 from streams.benchmarks.torchvision_data import SOURCES, data_check, load, resolve_root
 from streams.core import DEFAULT_TEMPLATES, Stream, Task
 from streams.datasets import Relabeled, dataset_labels
-from streams.folders import ImageFileDataset, list_classes, list_images, stratified_split
+from streams.folders import (
+    ImageFileDataset,
+    check_modes,
+    list_classes,
+    list_images,
+    split_classes,
+    stratified_split,
+)
 
 #: what ``class_order_seed`` accepts: a seed, ``"run"`` (the run seed, resolved by ``cl run``),
 #: an explicit order of class ids, or ``None`` (natural order)
@@ -146,7 +153,8 @@ def split_cifar100(
 
 
 def _folder_split_stream(name: str, root: Path, n_tasks: int, class_order_seed: ClassOrder,
-                         test_size: float, seed: int, known_classes: int | None = None) -> Stream:
+                         test_size: float, seed: int, known_classes: int | None = None,
+                         allow_mixed_modes: bool = False) -> Stream:
     """Class-incremental tasks of an image folder.
 
     With ``known_classes`` (a dataset whose class count is fixed, as ImageNet-R's
@@ -159,8 +167,13 @@ def _folder_split_stream(name: str, root: Path, n_tasks: int, class_order_seed: 
             f"image folder {str(root)!r} does not exist; expected {root}/<class>/<images> "
             f"or {root}/train/<class>/... and {root}/test/<class>/...")
     has_splits = (root / "train").is_dir() and (root / "test").is_dir()
+    if has_splits and (test_size, seed) != (0.2, 0):
+        option = "test_size" if test_size != 0.2 else "seed"
+        raise ValueError(f"{name} option {option!r} splits a single image folder, but "
+                         f"{str(root)!r} has train/ and test/, which are used as they are; "
+                         f"leave {option!r} out.")
     if root.is_dir():
-        names = list_classes(root / "train" if has_splits else root)
+        names = split_classes(root) if has_splits else list_classes(root)
     else:
         names = tuple(f"class-{i}" for i in range(known_classes or 0))
     order = class_order(len(names), class_order_seed)
@@ -170,8 +183,10 @@ def _folder_split_stream(name: str, root: Path, n_tasks: int, class_order_seed: 
         subset = [names[c] for c in classes]
         if has_splits:
             paths, labels, _ = list_images(root / split, subset)
+            check_modes(paths, root / split, allow=allow_mixed_modes)
             return ImageFileDataset(paths, labels)
         paths, labels, _ = list_images(root, subset)
+        check_modes(paths, root, allow=allow_mixed_modes)
         idx = stratified_split(labels, test_size, seed)[0 if split == "train" else 1]
         return ImageFileDataset([paths[i] for i in idx], labels[idx])
 
@@ -194,6 +209,7 @@ def split_folder(
     class_order_seed: ClassOrder = None,
     test_size: float = 0.2,
     seed: int = 0,
+    allow_mixed_modes: bool = False,
     data_root: str | None = None,
 ) -> Stream:
     """Any image folder cut into ``n_tasks`` class-incremental tasks.
@@ -209,11 +225,14 @@ def split_folder(
         See :func:`class_order`.
     test_size : float
     seed : int
+    allow_mixed_modes : bool
+        Accept images of several colour modes (converted to RGB, one warning per folder);
+        by default such a folder is refused, naming the modes (:func:`streams.folders.check_modes`).
     data_root : str or None
         Reserved (unused: ``root`` says where the data is).
     """
     return _folder_split_stream("split-folder", Path(root), n_tasks, class_order_seed,
-                                test_size, seed)
+                                test_size, seed, allow_mixed_modes=allow_mixed_modes)
 
 
 IMAGENET_R_CLASSES = 200
@@ -234,7 +253,10 @@ def split_imagenet_r(
     ``test_size`` and ``seed`` (80/20 by default). Class names are the folder
     names (rename the folders to readable names for zero-shot prompts). Without
     the folder the stream is still defined (placeholder names, reported missing).
+    Its greyscale JPEGs are converted to RGB with the colour ones, as torchvision's
+    ``ImageFolder`` (used by L2P, CODA-Prompt) does, with one warning.
     """
     root = resolve_root(data_root) / "imagenet-r"
     return _folder_split_stream("split-imagenet-r", root, n_tasks, class_order_seed,
-                                test_size, seed, known_classes=IMAGENET_R_CLASSES)
+                                test_size, seed, known_classes=IMAGENET_R_CLASSES,
+                                allow_mixed_modes=True)

@@ -190,6 +190,10 @@ def toy_xtail(
         Seed of the world's draws and of the few-shot sampling.
     """
     _check_sizes(n_shots=n_shots, n_train=n_train, n_test=n_test)
+    if n_shots is not None and n_shots > n_train:
+        raise ValueError(f"toy-xtail option 'n_shots' ({n_shots}) is larger than 'n_train' "
+                         f"({n_train}), the images per class the shots are drawn from; set "
+                         f"n_shots <= {n_train}, or n_train >= {n_shots}.")
     objects = tuple(n for n, d in DOMAINS.items() if d.attribute == "object")
     chosen = _domains(list(XTAIL_ORDER if domains is None else domains), objects)
     tasks = []

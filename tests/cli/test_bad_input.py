@@ -9,7 +9,9 @@ message. No case may run code a config names (a ``MARKER`` file would appear).
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from cl.core.results import RESULTS_FILE
 from cl.core.runner import Runner
 from cl.models.backbones import create_backbone
 from cl.runtime.integrity import seal
+from strategies.adaptation.finetune import CLIPFinetune
 from strategies.heads.nmc import NMCStrategy
 from streams.arrays import ArrayImageDataset
 from streams.core import Stream, Task
@@ -223,6 +226,17 @@ def _image_folders(root: Path) -> None:
             _png(root / "sizes" / c / f"{i}.png", size=8 if c != "b" or i else 9)
             _png(root / "corrupt" / c / f"{i}.png")
     (root / "corrupt" / "a" / "0.png").write_bytes(b"not a png at all")
+    for c in "abcd":  # one RGB image among greyscale ones
+        for i in range(3):
+            _png(root / "mixed_modes" / c / f"{i}.png", mode="RGB" if (c, i) == ("b", 1) else "L")
+    for side in ("train", "test"):  # class 'z' only in test/, class 'y' only in train/
+        for c in "ab":
+            _png(root / "split_test_only" / side / c / "0.png")
+            _png(root / "split_test_only" / side / c / "1.png")
+            _png(root / "split_train_only" / side / c / "0.png")
+            _png(root / "split_train_only" / side / c / "1.png")
+    _png(root / "split_test_only" / "test" / "z" / "0.png")
+    _png(root / "split_train_only" / "train" / "y" / "0.png")
 
 
 def _cfg(name: str) -> list[str]:
@@ -370,6 +384,37 @@ CLI_CASES: list[tuple[str, list[str], int, str]] = [
     ("folder-corrupt-image", ["run", "--stream", "split-folder", "--set", "stream.root={d}/corrupt", *FAST], 2, r"cannot read image file '.*corrupt/a/0.png'"),
     ("folder-mixed-sizes", ["run", "--stream", "split-folder", "--set", "stream.root={d}/sizes", "--set", "stream.n_tasks=1", "--no-progress"], 2, r"different shapes after preprocessing, \(3, \d, \d\) and \(3, \d, \d\).*pixels:SIZE"),
     ("folder-root-missing", ["run", "--stream", "split-folder", "--set", "stream.root={d}/nowhere"], 2, r"image folder '.*nowhere' does not exist"),
+    ("folder-class-only-in-test", ["run", "--stream", "split-folder", "--set", "stream.root={d}/split_test_only", *FAST], 2, r"image folder '.*split_test_only': class folder\(s\) \['z'\] are in test/ but not in train/, so they could never be predicted"),
+    ("folder-class-only-in-train", ["run", "--stream", "split-folder", "--set", "stream.root={d}/split_train_only", *FAST], 2, r"class folder\(s\) \['y'\] are in train/ but not in test/, so they could never be evaluated"),
+    ("folder-mixed-modes", ["run", "--stream", "split-folder", "--set", "stream.root={d}/mixed_modes", "--set", "stream.n_tasks=1", "--no-progress"], 2, r"image folder '.*mixed_modes' mixes colour modes: L \(11 files.*RGB \(1 file, e.g. '.*b/1.png'\).*Set stream.allow_mixed_modes=true"),
+    ("folder-test-size-with-splits", ["run", "--stream", "split-folder", "--set", "stream.root={d}/split_test_only", "--set", "stream.test_size=0.5", *FAST], 2, r"split-folder option 'test_size' splits a single image folder, but '.*' has train/ and test/"),
+    ("folder-seed-with-splits", ["run", "--stream", "split-folder", "--set", "stream.root={d}/split_test_only", "--set", "stream.seed=3", *FAST], 2, r"split-folder option 'seed' splits a single image folder"),
+    # -- options that make another meaningless or impossible (docs/reliability.md) ------------
+    ("rail-fusion-weight-without-fusion", ["run", "--strategy", "rail", "--set", "strategy.fusion=false", "--set", "strategy.fusion_weight=0.5", "--dry-run"], 2, r"rail option 'fusion_weight' \(0.5\) weighs the zero-shot fusion, which fusion=False turns off"),
+    ("rail-dual-n-components", ["run", "--strategy", "rail", "--set", "strategy.form=dual", "--set", "strategy.n_components=100", "--dry-run"], 2, r"rail option 'n_components' \(100\) is used by form='primal' only"),
+    ("rail-primal-gamma", ["run", "--strategy", "rail", "--set", "strategy.gamma=1.0", "--dry-run"], 2, r"rail option 'gamma' \(1.0\) is used by form='dual' only"),
+    ("nmc-alpha-grid-without-ensemble", ["run", "--set", "strategy.alpha_grid=[0.5]", "--dry-run"], 2, r"option 'alpha_grid' only tunes the zero-shot ensemble, which ensemble=False turns off"),
+    ("nmc-val-fraction-without-ensemble", ["run", "--set", "strategy.val_fraction=0.3", "--dry-run"], 2, r"option 'val_fraction' only tunes the zero-shot ensemble"),
+    ("fecam-rank-without-lowrank", ["run", "--strategy", "fecam", "--set", "strategy.rank=4", "--dry-run"], 2, r"fecam option 'rank' \(4\) is the rank of covariance='lowrank' only"),
+    ("fecam-rank-above-dim", ["run", "--strategy", "fecam", "--set", "strategy.covariance=lowrank", "--set", "strategy.rank=64", *FAST], 2, r"fecam option 'rank' \(64\) must be smaller than the feature dimension of backbone 'pixels' \(64\)"),
+    ("ranpac-ridge-grid-fixed-ridge", ["run", "--strategy", "ranpac", "--set", "strategy.ridge=1.0", "--set", "strategy.ridge_grid=[1.0]", "--dry-run"], 2, r"ranpac option 'ridge_grid' is searched only with ridge='auto'"),
+    ("replay-on-training-free", ["run", "--plugin", "replay", *FAST], 2, r"plugin 'replay' got no training batch in task 0: the strategy does not train in minibatches"),
+    ("toy-xtail-shots-above-pool", ["run", "--stream", "toy-xtail", "--set", "stream.n_shots=500", "--dry-run"], 2, r"toy-xtail option 'n_shots' \(500\) is larger than 'n_train' \(100\)"),
+    ("contrastive-iterations-and-epochs", ["run", "--stream", "toy-captions", "--strategy", "contrastive-ft", "--backbone", "toy-clip", "--set", "strategy.iterations=5", "--set", "strategy.epochs=2.0", "--dry-run"], 2, r"options 'iterations' \(5\) and 'epochs' \(2.0\) both set the length of training"),
+    ("finetune-lr-and-lr-per-task", ["run", "--strategy", "clip-finetune", "--backbone", "toy-clip", "--set", "strategy.lr=0.001", "--set", "strategy.lr_per_task=[0.001, 0.001]", "--dry-run"], 2, r"options 'lr' \(0.001\) and 'lr_per_task' both set the learning rate"),
+    ("lora-rank-above-width", ["run", "--stream", "toy-mtil", "--set", "stream.domains=['shapes']", "--set", "stream.n_train=4", "--set", "stream.n_test=2", "--strategy", "lora", "--backbone", "toy-clip", "--set", "strategy.rank=4096", "--set", "strategy.iterations=1", "--no-progress"], 2, r"lora option 'rank' \(4096\) is larger than the width of the adapted layer 'transformer.resblocks.0.attn.q_proj' \(64\).*Set strategy.rank <= 64"),
+    ("zscl-no-reference-set", ["run", "--strategy", "zscl", "--backbone", "toy-clip", "--set", "strategy.iterations=1", *FAST], 2, r"zscl needs a reference set, and stream 'split-digits' offers none; set strategy.reference_images"),
+    ("zscl-reference-missing", ["run", "--strategy", "zscl", "--backbone", "toy-clip", "--set", "strategy.reference_images={d}/nowhere", "--set", "strategy.reference_texts={d}/notes.txt", *FAST], 2, r"zscl option 'reference_images': '.*nowhere' does not exist"),
+    ("zscl-reference-without-distillation", ["run", "--strategy", "zscl", "--backbone", "toy-clip", "--set", "strategy.distill_weight=0.0", "--set", "strategy.reference_batch_size=8", "--dry-run"], 2, r"option 'reference_batch_size' feeds the reference-set distillation, which distill_weight=0 turns off"),
+    ("lwf-temperature-without-distillation", ["run", "--strategy", "lwf", "--backbone", "toy-clip", "--set", "strategy.distill_weight=0.0", "--set", "strategy.temperature=4.0", "--dry-run"], 2, r"option 'temperature' \(4.0\) softens the distillation, which distill_weight=0 turns off"),
+    ("slca-milestone-beyond-iterations", ["run", "--strategy", "slca", "--backbone", "toy-clip", "--set", "strategy.iterations=10", "--set", "strategy.milestones=[5, 10]", "--dry-run"], 2, r"option 'milestones' holds 10, which is not below 'iterations' \(10\)"),
+    ("moe-reference-iterations-without-reference", ["run", "--strategy", "moe-adapters", "--backbone", "toy-clip", "--set", "strategy.ddas_reference_iterations=10", "--dry-run"], 2, r"option 'ddas_reference_iterations' \(10\) trains the autoencoder of 'ddas_reference', which is not set"),
+    # -- required and named options ------------------------------------------------------------
+    ("avalanche-ewc-no-lambda", ["run", "--strategy", "avalanche:EWC", *FAST], 2, r"avalanche:EWC needs option 'ewc_lambda' \(hyperparameter to weigh the penalty inside the total loss.*--set strategy.ewc_lambda=VALUE"),
+    ("avalanche-lwf-no-options", ["run", "--strategy", "avalanche:LwF", "--dry-run"], 2, r"avalanche:LwF needs options 'alpha' \(distillation hyperparameter.*'temperature' \(softmax temperature"),
+    ("klda-shrinkage-word", ["run", "--strategy", "klda", "--set", "strategy.shrinkage=big", "--dry-run"], 2, r"KLDA option 'shrinkage' must be 'ks', 'auto', a float in \[0, 1\] or None, got 'big'"),
+    ("klda-shrinkage-range", ["run", "--strategy", "klda", "--set", "strategy.shrinkage=2.0", "--dry-run"], 2, r"KLDA option 'shrinkage' as a number must lie in \[0, 1\], got 2.0"),
+    ("gda-shrinkage-range", ["run", "--strategy", "gda", "--set", "strategy.shrinkage=-1.0", "--dry-run"], 2, r"GDA option 'shrinkage' as a number must lie in \[0, 1\], got -1.0"),
     # -- run directories ----------------------------------------------------------------------
     ("report-missing", ["report", "{d}/no_run"], 2, r"'.*no_run/results.json' does not exist"),
     ("compare-missing", ["compare", "{d}/no_run"], 2, r"'.*no_run' is not a directory"),
@@ -497,6 +542,14 @@ API_CASES: list[tuple[str, Callable[[Path], Any], type[BaseException], str]] = [
      ValueError, r"class folder\(s\) \['z'\] are in test/ but not in train/"),
     ("folders-empty-class", lambda r: streams.from_folders([r / "empty_class"])[0].load_train(),
      ValueError, r"class folder\(s\) \['d'\] under '.*empty_class' hold no images"),
+    ("lr-per-task-length", lambda r: CLIPFinetune(lr_per_task=(1e-5,)).check_run(
+        create_backbone("pixels"), streams.get("split-digits", n_tasks=2)),
+     ValueError, r"option 'lr_per_task' has 1 rates but stream 'split-digits' has 2 tasks"),
+    ("folders-train-only-class", lambda r: streams.from_folders([r / "split_train_only"]),
+     ValueError, r"class folder\(s\) \['y'\] are in train/ but not in test/"),
+    ("folders-mixed-modes", lambda r: streams.from_folders(
+        [r / "mixed_modes"], test_size=0.5)[0].load_train(),
+     ValueError, r"mixes colour modes.*Set allow_mixed_modes=true"),
     ("runner-workers", lambda r: Runner(streams.get("split-digits", n_tasks=2), NMCStrategy(),
                                         create_backbone("pixels"), out_dir=r / "w", num_workers=-3),
      ValueError, r"num_workers must be >= 0, got -3"),
@@ -550,6 +603,96 @@ def test_report_of_a_broken_results_json_is_a_clear_error(d, capsys, build, patt
 def test_api_bad_input_is_a_clear_error(d, make, error, pattern):
     with pytest.raises(error, match=pattern):
         make(d)
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory) -> Path:
+    """A 2-task run directory whose task 1 is still to do (its checkpoint and results removed)."""
+    run = tmp_path_factory.mktemp("links") / "base"
+    assert main(["run", "--out", str(run), *FAST]) == 0
+    (run / "checkpoints" / "task-0001.pt").unlink()
+    (run / RESULTS_FILE).unlink()
+    return run
+
+
+# (name of the link planted inside the run directory, whether it points to a directory)
+PLANTED_LINKS = [(".lock", False), (RESULTS_FILE, False), ("checkpoints/task-0001.pt", False),
+                 ("accuracy_matrix.png", False), ("report.md", False), ("config.toml", False),
+                 (".write-test", False), ("accuracy_matrix.csv", False), ("checkpoints", True)]
+
+
+@pytest.mark.parametrize("name, is_dir", PLANTED_LINKS, ids=[n for n, _ in PLANTED_LINKS])
+def test_resume_never_writes_through_a_link_planted_in_the_run_directory(
+        interrupted_run, tmp_path, capsys, name, is_dir):
+    """The issue's case: RUN_DIR/.lock replaced by a symlink to an outside file, then
+    ``cl run --resume RUN_DIR``, overwrote that file. Any file the run writes, likewise."""
+    run = tmp_path / "run"
+    shutil.copytree(interrupted_run, run)
+    outside = tmp_path / "outside"
+    if is_dir:
+        shutil.copytree(run / name, outside)
+        shutil.rmtree(run / name)
+    else:  # a copy of the file (a config that parses), or someone else's file
+        outside.write_bytes((run / name).read_bytes() if name == "config.toml" else b"theirs\n")
+        (run / name).unlink(missing_ok=True)
+    before = {p: p.read_bytes() for p in [outside, *outside.rglob("*")] if p.is_file()}
+    (run / name).symlink_to(outside)
+    assert main(["run", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"refusing to write through {str(run / name)!r}: it is a symbolic link" in err, err
+    assert f"rm {str(run / name)!r}" in err and "Traceback" not in err
+    assert {p: p.read_bytes() for p in [outside, *outside.rglob("*")] if p.is_file()} == before
+
+
+# (name inside the run directory, what is put there instead of what cl writes)
+IN_THE_WAY = [(".lock", "a directory"), (RESULTS_FILE, "a directory"), ("report.md", "a directory"),
+              ("checkpoints", "a file"), (".lock", "a named pipe")]
+
+
+@pytest.mark.parametrize("name, kind", IN_THE_WAY, ids=[f"{n}-{k}" for n, k in IN_THE_WAY])
+def test_something_in_the_way_of_a_run_file_is_named(interrupted_run, tmp_path, capsys, name,
+                                                     kind):
+    """A directory where the lock or results belong (or a file where checkpoints/ belongs, a
+    named pipe as the lock) is a one-line error naming it, not an IsADirectoryError traceback
+    or a blocked open."""
+    run = tmp_path / "run"
+    shutil.copytree(interrupted_run, run)
+    (run / name).unlink() if (run / name).is_file() else shutil.rmtree(run / name, True)
+    {"a directory": (run / name).mkdir, "a file": lambda: (run / name).write_text("x"),
+     "a named pipe": lambda: os.mkfifo(run / name)}[kind]()
+    assert main(["run", "--resume", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write {str(run / name)!r}: {kind} of that name is in the way" in err, err
+    assert "Traceback" not in err
+
+
+def test_a_run_directory_reached_through_a_link_is_the_users_choice(interrupted_run, tmp_path):
+    real = tmp_path / "scratch" / "run"
+    shutil.copytree(interrupted_run, real)
+    (tmp_path / "runs").symlink_to(tmp_path / "scratch")
+    assert main(["run", "--resume", str(tmp_path / "runs" / "run"), "--no-progress"]) == 0
+    assert json.loads((real / RESULTS_FILE).read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize("strategy, option", [("rail", "fusion"), ("gda", "ensemble")])
+def test_an_option_the_backbone_cannot_honour_is_warned_and_recorded(d, caplog, strategy, option):
+    """rail's fusion (gda's zero-shot ensemble) on ``pixels``, which has no text tower: the run
+    warns once and results.json records the effective value."""
+    out = d / "runs" / f"effective-{strategy}"
+    extra = ["--set", "strategy.n_components=50"] if strategy == "rail" else []
+    assert main(["run", "--strategy", strategy, "--out", str(out), *FAST, *extra]) == 0
+    warned = [r.getMessage() for r in caplog.records if f"option {option!r}" in r.getMessage()]
+    assert len(warned) == 1 and "backbone 'pixels'" in warned[0], warned
+    assert json.loads((out / RESULTS_FILE).read_text())["effective_options"] == {option: False}
+
+
+def test_mixed_colour_modes_are_converted_with_one_warning_when_allowed(d):
+    out = d / "runs" / "modes-allowed"
+    with pytest.warns(UserWarning, match=r"'.*mixed_modes' mixes colour modes") as caught:
+        assert main(["run", "--stream", "split-folder", "--set", f"stream.root={d}/mixed_modes",
+                     "--set", "stream.allow_mixed_modes=true", "--set", "stream.n_tasks=1",
+                     "--out", str(out), "--no-progress"]) == 0
+    assert sum("mixes colour modes" in str(w.message) for w in caught) == 1
 
 
 def test_dry_run_of_user_code_imports_and_calls_nothing(d, capsys):

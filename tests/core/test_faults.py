@@ -75,10 +75,10 @@ def _install(point: str, name: str, nth: int) -> None:
             os.ftruncate(fd, os.fstat(fd).st_size // 2)
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str], **dir_fds: int) -> None:
         if point == "before-rename" and hit(str(dst)):
             os.kill(os.getpid(), signal.SIGKILL)
-        real_replace(src, dst)
+        real_replace(src, dst, **dir_fds)
         if point == "after-rename" and hit(str(dst)):
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -95,7 +95,8 @@ def _weights(model, prefix=""):
 def _restored_predictions(strategy, pristine, stream, images, space, tmp_path):
     """Predictions of a new strategy restored from ``strategy.state_dict()`` on a fresh backbone."""
     fresh = copy.deepcopy(pristine)
-    restored = type(strategy)(strategy.options)
+    where = {"data_root": strategy.data_root} if hasattr(strategy, "data_root") else {}  # zscl
+    restored = type(strategy)(strategy.options, **where)
     restored.load_state_dict(copy.deepcopy(strategy.state_dict()))
     runner = Runner(stream, restored, fresh, out_dir=tmp_path / "restored", progress=False)
     return restored.predict(images, space, runner.context(1)), fresh
@@ -140,11 +141,12 @@ def test_clip_finetune_trains_the_chosen_tower_and_restores_exactly(stream, back
     assert not torch.allclose(expected, _clip_logits(pristine, images, space))
     got, fresh = _restored_predictions(strategy, pristine, stream, images, space, tmp_path)
     assert torch.equal(got, expected) and fresh.fingerprint == backbone.fingerprint
-    # one rate per task, in stream order
-    bad = CLIPFinetune(**FAST, lr_per_task=[1e-3, 1e-3, 1e-3])
-    runner = Runner(stream, bad, copy.deepcopy(pristine), out_dir=tmp_path / "bad", progress=False)
-    with pytest.raises(ValueError, match="lr_per_task has 3 rates but stream 'split-digits' has 2"):
-        _learn(bad, runner, [0])
+    # one rate per task, in stream order, checked before the run; lr_per_task replaces lr
+    with pytest.raises(ValueError, match="options 'lr' .* and 'lr_per_task' both set"):
+        CLIPFinetune(**FAST, lr_per_task=[1e-3, 1e-3, 1e-3])
+    bad = CLIPFinetune(**{k: v for k, v in FAST.items() if k != "lr"}, lr_per_task=[1e-3] * 3)
+    with pytest.raises(ValueError, match="lr_per_task' has 3 rates but stream 'split-digits' has 2"):
+        Runner(stream, bad, copy.deepcopy(pristine), out_dir=tmp_path / "bad", progress=False)
 
 
 def test_lwf_with_zero_weight_is_continual_fine_tuning_and_moves_otherwise(stream, pristine,
@@ -218,14 +220,19 @@ def test_zscl_ends_each_task_at_the_mean_of_its_weight_snapshots(stream, backbon
     assert all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def test_zscl_names_a_missing_reference_set(stream, backbone, tmp_path):
-    strategy = ZSCL(**FAST)
-    ctx = Runner(stream, strategy, backbone, out_dir=tmp_path, progress=False).context(0)
+def test_zscl_names_a_missing_reference_set(stream, backbone, reference, tmp_path):
+    strategy = ZSCL(**FAST)  # before the run (the runner asks) and when the task starts
     with pytest.raises(ValueError, match="stream 'split-digits' offers none; set "
                                          "strategy.reference_images"):
+        Runner(stream, strategy, backbone, out_dir=tmp_path, progress=False)
+    ctx = Runner(stream, ZSCL(**FAST, **reference), backbone, out_dir=tmp_path,
+                 progress=False).context(0)
+    with pytest.raises(ValueError, match="stream 'split-digits' offers none"):
         strategy.before_task(ctx)
     missing = ZSCL(**FAST, reference_images="nowhere", reference_texts="none.txt",
                    data_root=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="'reference_images': '.*nowhere' does not exist"):
+        missing.check_run(backbone, stream)
     with pytest.raises(FileNotFoundError, match="nowhere"):
         missing.before_task(ctx)
 
