@@ -33,6 +33,7 @@ for _name, _target, *_reserved in (  # reserved: filled by the library (the run'
     ("zscl", "adaptation.zscl:ZSCL", "data_root"),
     ("moe-adapters", "adaptation.moe_adapters:MoEAdapters", "data_root"),
     ("slca", "adaptation.slca_strategy:SLCA"),
+    ("magmax", "adaptation.magmax:MagMax"),
     ("contrastive-ft", "imagetext.base:ContrastiveFinetune"),
     ("er-contrastive", "imagetext.replay:ERContrastive"),
     ("mod-x", "imagetext.modx:ModX"),
