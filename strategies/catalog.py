@@ -34,6 +34,7 @@ for _name, _target, *_reserved in (  # reserved: filled by the library (the run'
     ("moe-adapters", "adaptation.moe_adapters:MoEAdapters", "data_root"),
     ("slca", "adaptation.slca_strategy:SLCA"),
     ("magmax", "adaptation.magmax:MagMax"),
+    ("diki", "adaptation.diki:DIKI"),
     ("contrastive-ft", "imagetext.base:ContrastiveFinetune"),
     ("er-contrastive", "imagetext.replay:ERContrastive"),
     ("mod-x", "imagetext.modx:ModX"),
