@@ -7,7 +7,9 @@ trained on one-hot labels by frozen targets from a language encoder of the class
 reduces forgetting and raises final accuracy, with nothing else changed. Here the
 strategy is ``finetune`` (an MLP on frozen toy-clip features, SGD, no replay) with its
 defaults; the two arms differ only in ``head`` (``linear`` vs ``language``, targets from
-toy-clip's own text tower, ``"a photo of a {}."``). Stream: ``toy-cil`` (the ten digit
+toy-clip's own text tower, ``"a photo of a {}."``), alone and with exemplar replay
+(``--plugin replay``, 200 examples: the paper adds the head to replay-based methods too).
+Stream: ``toy-cil`` (the ten digit
 classes of the toy world in 5 class-incremental tasks). Metrics: final average accuracy
 and forgetting (Chaudhry et al. 2018, max-based; ``docs/design`` definitions), mean ± std
 (sample std, ddof=1) over the seeds; each run is a normal ``cl`` run directory. Offline.
@@ -26,28 +28,37 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 HEADS = ("linear", "language")
+#: arm name -> plugins of the run
+ARMS = {"finetune": {}, "finetune + replay": {"replay": {"memory_size": 200}}}
 
 
 def run(out: Path, seeds: list[int]) -> dict[str, list[dict[str, float]]]:
-    """Run both heads for every seed into ``out/<head>/seed-<s>``; return their metrics."""
+    """Run every arm and head for every seed into ``out/<arm>/<head>/seed-<s>``; return the
+    metrics by ``"<arm> · <head>"``."""
     from cl.config import RunConfig, experiment
 
-    rows: dict[str, list[dict[str, float]]] = {head: [] for head in HEADS}
-    for head in HEADS:
-        for seed in seeds:
-            run_dir = out / head / f"seed-{seed}"
-            config = RunConfig(stream="toy-cil", strategy="finetune", backbone="toy-clip",
-                               strategy_options={"head": head}, seed=seed, out=str(run_dir))
-            experiment.run(config, progress=False)
-            results = json.loads((run_dir / "results.json").read_text())
-            m = results["metrics"]
-            rows[head].append({"accuracy": m["average_accuracy"], "forgetting": m["forgetting"]})
+    rows: dict[str, list[dict[str, float]]] = {}
+    for arm, plugins in ARMS.items():
+        for head in HEADS:
+            key = f"{arm} · {head}"
+            rows[key] = []
+            for seed in seeds:
+                run_dir = out / arm.replace(" + ", "-") / head / f"seed-{seed}"
+                if not (run_dir / "results.json").exists():
+                    config = RunConfig(stream="toy-cil", strategy="finetune",
+                                       backbone="toy-clip", strategy_options={"head": head},
+                                       plugins=plugins, seed=seed, out=str(run_dir))
+                    experiment.run(config, progress=False)
+                m = json.loads((run_dir / "results.json").read_text())["metrics"]
+                rows[key].append({"accuracy": m["average_accuracy"],
+                                  "forgetting": m["forgetting"]})
     return rows
 
 
 def table(rows: dict[str, list[dict[str, float]]]) -> str:
     """Markdown table: head, final accuracy and forgetting in percent, mean ± std."""
-    lines = ["| head | final accuracy (%) | forgetting (%) | seeds |", "|---|---|---|---|"]
+    lines = ["| strategy · head | final accuracy (%) | forgetting (%) | seeds |",
+             "|---|---|---|---|"]
     for head, runs in rows.items():
         cells = []
         for key in ("accuracy", "forgetting"):
