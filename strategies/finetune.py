@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cl.core.strategy import Context, Strategy, TaskData
-from cl.models.language_head import check_head, classifier, language_encoder, language_targets
+from cl.models.language_head import check_head, classifier, stream_targets
 from streams.core import LabelSpace
 
 
@@ -111,19 +111,13 @@ class Finetune(Strategy):
             return classifier(dim, n_out, self.hidden, targets=self._targets,
                               temperature=self.temperature)
 
-    def _language_targets(self, ctx: Context) -> torch.Tensor:
-        """Targets (n_classes, D_t) of every class of the stream, in global-id order."""
-        space = ctx.stream.task_label_space(tuple(range(len(ctx.stream))))
-        names = dict(zip(space.class_ids, space.class_names, strict=True))
-        encoder = language_encoder(self.language_encoder, ctx.backbone)
-        return language_targets([names[i] for i in range(ctx.stream.n_classes)], encoder)
 
     def train_task(self, data: TaskData, ctx: Context) -> None:
         x, y = data.features.float(), data.targets
         if self.model is None:
             self._dims = (x.shape[1], ctx.stream.n_classes)
             if self.head == "language":
-                self._targets = self._language_targets(ctx)
+                self._targets = stream_targets(ctx.stream, self.language_encoder, ctx.backbone)
             self.model = self._build(*self._dims, ctx.generator)
         self.model.to(ctx.device).train()
         space = list(ctx.label_space.class_ids)

@@ -24,9 +24,11 @@ the template, τ = 0.1 by default, mean pooling for ``transformers`` encoders.
 
 Use from any strategy that trains a classifier (prompt methods included)::
 
-    targets = language_targets(class_names, language_encoder("clip", backbone))
+    targets = stream_targets(ctx.stream, "clip", ctx.backbone)   # (n_classes, D_t)
     head = LanguageHead(targets, in_features=768, temperature=0.1)
-    logits = head(features)          # (N, C); head.targets never changes
+    logits = head(features)          # (N, n_classes); head.targets never changes
+
+or :func:`classifier` for a linear / MLP classifier whose last layer is the head.
 """
 
 from __future__ import annotations
@@ -148,6 +150,27 @@ def language_targets(class_names: Sequence[str], encoder: Encoder, *,
     return F.normalize(embeddings.detach().float(), dim=-1)
 
 
+def stream_targets(stream: Any, encoder: str, backbone: Any = None, *,
+                   template: str = TEMPLATE) -> torch.Tensor:
+    """Targets (n_classes, D_t) of every global class of ``stream``, row i = class id i.
+
+    All class names of the stream are known from the start (LingoCL §3.2: the targets of
+    classes of later tasks exist before those tasks are trained).
+
+    Parameters
+    ----------
+    stream : streams.core.Stream
+    encoder : str
+        ``"clip"`` or a ``transformers`` model (see :func:`language_encoder`).
+    backbone : Backbone, optional
+        The run's backbone (for ``"clip"``).
+    """
+    space = stream.task_label_space(tuple(range(len(stream))))
+    names = dict(zip(space.class_ids, space.class_names, strict=True))
+    return language_targets([names[i] for i in range(stream.n_classes)],
+                            language_encoder(encoder, backbone), template=template)
+
+
 class LanguageHead(nn.Module):
     """Cosine classifier against frozen semantic targets, after a trainable projection.
 
@@ -205,4 +228,4 @@ def classifier(dim: int, n_classes: int, hidden: int, *, targets: torch.Tensor |
 
 
 __all__ = ["HEADS", "TEMPLATE", "LanguageHead", "check_head", "classifier", "language_encoder",
-           "language_targets"]
+           "language_targets", "stream_targets"]

@@ -144,3 +144,21 @@ def test_finetune_with_language_head_runs_offline_and_never_changes_the_head(toy
     assert before.shape[0] == stream.n_classes  # unseen classes' targets exist from the first task on
     assert not torch.equal(states[0]["model"]["2.projection.weight"],
                            states[1]["model"]["2.projection.weight"])  # the rest trained
+
+
+@pytest.mark.slow  # avalanche's import alone is seconds
+def test_avalanche_strategies_take_the_language_head_and_keep_it_frozen(toy_clip, tmp_path):
+    import strategies
+    from cl.core.runner import Runner
+    from cl.models.language_head import stream_targets
+
+    stream = streams.get("split-digits", n_tasks=2)
+    strategy = strategies.get("avalanche:Naive", head="language", epochs=1, hidden=16)
+    Runner(stream, strategy, toy_clip, out_dir=tmp_path / "run", seed=0, progress=False).run()
+    head = strategy.model.net[2]
+    assert isinstance(head, LanguageHead)
+    torch.testing.assert_close(head.targets, stream_targets(stream, "clip", toy_clip),
+                               rtol=0, atol=0)
+    assert strategy.model.net[0].weight.requires_grad and not head.targets.requires_grad
+    with pytest.raises(ValueError, match="'linear', 'language'"):
+        strategies.get("avalanche:Naive", head="onehot")
