@@ -15,7 +15,7 @@ label smoothing are searchable, over the reference's ranges.
 ``head="language"`` replaces the last linear layer by LingoCL's language-guided head
 (Ni et al., CVPR 2024; :mod:`cl.models.language_head`): frozen targets encoded from every
 class name of the stream by ``language_encoder`` (``"clip"``: the backbone's text tower),
-a trainable projection and cosine logits at temperature ``temperature``. The targets are
+a trainable projection and cosine logits at temperature ``head_temperature``. The targets are
 built once, before the first task, and never change.
 """
 
@@ -63,7 +63,7 @@ class Finetune(Strategy):
     language_encoder : str
         With ``head="language"``: ``"clip"`` (the backbone's text tower) or a
         ``transformers`` model name / local directory.
-    temperature : float
+    head_temperature : float
         τ of the language-guided head's cosine logits (> 0).
     """
 
@@ -82,7 +82,7 @@ class Finetune(Strategy):
         label_smoothing: float = 0.0,
         head: str = "linear",
         language_encoder: str = "clip",
-        temperature: float = 0.1,
+        head_temperature: float = 0.1,
     ) -> None:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if value <= 0:
@@ -97,9 +97,10 @@ class Finetune(Strategy):
         self.momentum, self.batch_size = momentum, batch_size
         self.label_smoothing = label_smoothing
         check_head(head, "finetune")
-        if not temperature > 0:
-            raise ValueError(f"finetune temperature must be positive, got {temperature}.")
-        self.head, self.language_encoder, self.temperature = head, language_encoder, temperature
+        if not head_temperature > 0:
+            raise ValueError(f"finetune head_temperature must be positive, got {head_temperature}.")
+        self.head, self.language_encoder = head, language_encoder
+        self.head_temperature = head_temperature
         self.model: nn.Module | None = None
         self._dims: tuple[int, int] | None = None
         self._targets: torch.Tensor | None = None
@@ -109,7 +110,7 @@ class Finetune(Strategy):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
             return classifier(dim, n_out, self.hidden, targets=self._targets,
-                              temperature=self.temperature)
+                              temperature=self.head_temperature)
 
 
     def train_task(self, data: TaskData, ctx: Context) -> None:

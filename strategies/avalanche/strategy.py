@@ -75,7 +75,7 @@ class AvalancheStrategy(Strategy):
     language_encoder : str
         With ``head="language"``: ``"clip"`` (the backbone's text tower) or a
         ``transformers`` model name / local directory.
-    temperature : float
+    head_temperature : float
         τ of the language-guided head's cosine logits.
     evaluator : avalanche ``EvaluationPlugin`` or None
         Attached to the avalanche strategy (e.g. to compare metrics); ``None``
@@ -101,7 +101,7 @@ class AvalancheStrategy(Strategy):
         batch_size: int = 32,
         head: str = "linear",
         language_encoder: str = "clip",
-        temperature: float = 0.1,
+        head_temperature: float = 0.1,
         evaluator: Any = None,
         avalanche_plugins: list[Any] | None = None,
         **strategy_options: Any,
@@ -114,9 +114,11 @@ class AvalancheStrategy(Strategy):
         if hidden < 0 or lr < 0:
             raise ValueError(f"avalanche strategy needs hidden >= 0 and lr >= 0, got {hidden}, {lr}.")
         check_head(head, "avalanche strategy")
-        if not temperature > 0:
-            raise ValueError(f"avalanche strategy temperature must be positive, got {temperature}.")
-        self.head, self.language_encoder, self.temperature = head, language_encoder, temperature
+        if not head_temperature > 0:
+            raise ValueError(f"avalanche strategy head_temperature must be positive, got "
+                             f"{head_temperature}.")
+        self.head, self.language_encoder = head, language_encoder
+        self.head_temperature = head_temperature
         from avalanche.training.templates import SupervisedTemplate
 
         self._built: SupervisedTemplate | None = None
@@ -176,7 +178,7 @@ class AvalancheStrategy(Strategy):
         targets = (stream_targets(ctx.stream, self.language_encoder, ctx.backbone)
                    if self.head == "language" else None)
         head = MaskedHead(dim, n_classes, self.hidden, targets=targets,
-                          temperature=self.temperature).to(ctx.device)
+                          temperature=self.head_temperature).to(ctx.device)
         encoder = FrozenEncoder(ctx.backbone) if self.inputs == "images" else nn.Identity()
         params = inspect.signature(self.cls.__init__).parameters
         if "model" in params:

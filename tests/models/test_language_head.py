@@ -116,8 +116,8 @@ def test_bad_inputs_name_the_option_and_the_fix():
 
     with pytest.raises(ValueError, match="'linear', 'language'"):
         Finetune(head="cosine")
-    with pytest.raises(ValueError, match="temperature"):
-        Finetune(head="language", temperature=0.0)
+    with pytest.raises(ValueError, match="head_temperature"):
+        Finetune(head="language", head_temperature=0.0)
     with pytest.raises(ValueError, match="has none"):
         language_encoder("clip", create_backbone("pixels"))
     with pytest.raises(ValueError, match="could not be loaded"):
