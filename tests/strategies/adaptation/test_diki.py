@@ -130,3 +130,30 @@ def test_cli_runs_diki_on_toy_mtil_and_only_the_trained_slot_moves(tmp_path):
         assert pool.shape[:2] == (2, 2)
         assert pool[0, 1].abs().sum() > 0 and not pool[1, 1].any()  # task 0 trained, 1 not
     assert state["means"].shape[0] == 1 and state["covariances"].shape[0] == 1
+
+
+def test_state_dict_restores_prefixes_and_gaussians_exactly(toy_clip, tmp_path):
+    import streams
+    from cl.core.runner import Runner
+    from strategies.adaptation.diki import DIKI
+
+    stream = streams.get("toy-mtil", domains=["counts", "colours"], n_train=6, n_test=4, seed=0)
+    options = {"iterations": 2, "batch_size": 8, "depth_vision": 1, "depth_text": 1,
+               "calibration_scale": 64.0}
+    trained = DIKI(**options)
+    backbone = copy.deepcopy(toy_clip)
+    Runner(stream, trained, backbone, out_dir=tmp_path / "run", seed=0, progress=False).run()
+    restored = DIKI(**options)
+    restored.load_state_dict(trained.state_dict())
+    fresh = copy.deepcopy(toy_clip)
+    restored.attach(fresh)
+    images = torch.stack([toy_clip.preprocess(stream[1].load_test()[i][0]) for i in range(4)])
+    space = stream.eval_label_space(1, 1)
+    with torch.no_grad():
+        a = trained._logits(backbone.model, images, space)
+        b = restored._logits(fresh.model, images, space)
+    assert torch.equal(a, b)
+    untrained = DIKI(**options)
+    plain = untrained.attach(copy.deepcopy(toy_clip))
+    with torch.no_grad():
+        assert not torch.equal(a, untrained._logits(plain.model, images, space))

@@ -136,3 +136,28 @@ def test_cli_runs_magmax_on_toy_mtil_offline_and_resume_state_restores_the_merge
     for (k, p), (_, q) in zip(backbone.model.named_parameters(),
                               reference.model.named_parameters(), strict=True):
         assert torch.equal(p, q), k
+
+
+def test_clipped_adamw_is_clip_grad_norm_then_adamw():
+    from strategies.adaptation.magmax import ClippedAdamW
+
+    g = torch.Generator().manual_seed(4)
+    start = [torch.randn(4, 3, generator=g), torch.randn(3, generator=g)]
+    grads = [10 * torch.randn(4, 3, generator=g), 10 * torch.randn(3, generator=g)]
+    ours = [torch.nn.Parameter(s.clone()) for s in start]
+    ref = [torch.nn.Parameter(s.clone()) for s in start]
+    for p, q, gr in zip(ours, ref, grads, strict=True):
+        p.grad, q.grad = gr.clone(), gr.clone()
+    ClippedAdamW(ours, lr=0.1, weight_decay=0.1, max_norm=1.0).step()
+    torch.nn.utils.clip_grad_norm_(ref, 1.0)
+    torch.optim.AdamW(ref, lr=0.1, weight_decay=0.1).step()
+    assert all(torch.equal(p, q) for p, q in zip(ours, ref, strict=True))
+    assert torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in ours])) <= 1.0 + 1e-6
+
+
+def test_cl_list_strategies_lists_magmax_and_diki_with_their_options(capsys):
+    assert main(["list", "strategies"]) == 0
+    out = capsys.readouterr().out
+    for name, option in (("magmax", "coefficient"), ("diki", "calibration_scale")):
+        line = next(ln for ln in out.splitlines() if f" {name} " in ln)
+        assert option in line, line
