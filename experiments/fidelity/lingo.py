@@ -39,7 +39,9 @@ def run(refs: common.Refs) -> list[common.Row]:
                        max_abs=common.max_diff(targets, expected)[0], dtype="float32",
                        tol=1e-6)]
     g = torch.Generator().manual_seed(0)
-    head = LanguageHead(targets, in_features=32, temperature=0.1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # the projection's initialisation
+        head = LanguageHead(targets, in_features=32, temperature=0.1)
     h, y = torch.randn(16, 32, generator=g), torch.randint(0, 10, (16,), generator=g)
     with torch.no_grad():
         logits = head(h)

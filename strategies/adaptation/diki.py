@@ -39,7 +39,7 @@ from cl.core.strategy import Context, TaskData
 from cl.runtime.data import loader
 from strategies.adaptation.base import AdaptingStrategy
 from strategies.adaptation.clip_objective import prompts
-from strategies.adaptation.diki_attention import install, installed, routed
+from strategies.adaptation.diki_attention import install, installed, routed, uninstall
 from strategies.adaptation.options import TrainingOptions, check_number, check_positive_int
 from streams.core import LabelSpace
 
@@ -241,10 +241,8 @@ class DIKI(AdaptingStrategy):
 
     def _reset(self) -> None:
         self._means, self._covariances = [], []
-        if self._backbone is not None:
-            with torch.no_grad():
-                for p in self.prefix_parameters(self._backbone.model).values():
-                    p.zero_()  # values zero: every prefix is a no-op again
+        if self._backbone is not None:  # the next task installs fresh prefixes
+            uninstall(self._backbone.model)
 
     def memory_bytes(self) -> int:
         """The Gaussians kept per task (means and covariances), in bytes."""

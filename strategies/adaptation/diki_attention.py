@@ -133,6 +133,14 @@ def installed(model: nn.Module, tower: str) -> list[ResidualPrefixAttention]:
     return [b.attn for b in blocks(model, tower) if isinstance(b.attn, ResidualPrefixAttention)]
 
 
+def uninstall(model: nn.Module) -> None:
+    """Put the original attention back in every wrapped block of both towers."""
+    for tower in ("vision", "text"):
+        for block in blocks(model, tower):
+            if isinstance(block.attn, ResidualPrefixAttention):
+                block.attn = block.attn.attention
+
+
 @contextmanager
 def routed(modules: list[ResidualPrefixAttention], ids: torch.Tensor,
            weight: torch.Tensor | None) -> Iterator[None]:
@@ -146,4 +154,4 @@ def routed(modules: list[ResidualPrefixAttention], ids: torch.Tensor,
             m.route = None
 
 
-__all__ = ["ResidualPrefixAttention", "blocks", "install", "installed", "routed"]
+__all__ = ["ResidualPrefixAttention", "blocks", "install", "installed", "routed", "uninstall"]

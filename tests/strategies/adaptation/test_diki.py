@@ -157,3 +157,14 @@ def test_state_dict_restores_prefixes_and_gaussians_exactly(toy_clip, tmp_path):
     plain = untrained.attach(copy.deepcopy(toy_clip))
     with torch.no_grad():
         assert not torch.equal(a, untrained._logits(plain.model, images, space))
+
+
+def test_reset_puts_the_pretrained_attention_back(toy_clip):
+    from strategies.adaptation.diki import DIKI
+
+    strategy = DIKI(depth_vision=1, depth_text=1)
+    backbone = strategy.attach(copy.deepcopy(toy_clip))
+    original = backbone.model.visual.transformer.resblocks[0].attn
+    install(backbone.model, "vision", 1, pool_size=2, prefix_len=2)
+    strategy.load_state_dict({})
+    assert backbone.model.visual.transformer.resblocks[0].attn is original
