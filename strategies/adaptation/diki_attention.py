@@ -17,9 +17,14 @@ a fresh prefix leaves the block's output unchanged.
 :class:`ResidualPrefixAttention` replaces an ``nn.MultiheadAttention`` (batch first) of an
 open_clip block and is called as it is; with no route set it *is* the original module's
 call (bit-identical). :func:`install` / :func:`routed` put it in place and select, for
-one forward, which task's prefixes each sample uses and with what weight. What a public
-token-level API would need to host this: a per-block hook receiving ``q`` (after the
-in-projection, split in heads) and returning an extra term added before ``W_o``.
+one forward, which task's prefixes each sample uses and with what weight.
+
+Why not ``cl.models.tokens`` (prefix-tuning for L2P / DualPrompt / CODA-Prompt): there the
+prefixes are concatenated to the block's own keys and values under *one* softmax, in the image
+tower only. DIKI needs a second softmax over the prefixes alone, a per-sample weight on that
+term, and the text tower (with its causal mask on the self part only). A ``mode="residual"``
+with a ``weight`` argument in ``tokens.prefix_attention`` and text-tower support in its block
+runner would host this module's computation.
 """
 
 from __future__ import annotations
