@@ -36,6 +36,8 @@ for _name, _target, *_reserved in (  # reserved: filled by the library (the run'
     ("l2p", "prompts.l2p:L2P"),
     ("dualprompt", "prompts.dualprompt:DualPrompt"),
     ("coda-prompt", "prompts.coda_prompt:CodaPrompt"),
+    ("magmax", "adaptation.magmax:MagMax"),
+    ("diki", "adaptation.diki:DIKI"),
     ("contrastive-ft", "imagetext.base:ContrastiveFinetune"),
     ("er-contrastive", "imagetext.replay:ERContrastive"),
     ("mod-x", "imagetext.modx:ModX"),

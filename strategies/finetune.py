@@ -11,6 +11,12 @@ Compute: ``train_flops`` counts the MLP's forward and backward passes with
 scaled by the examples seen (the MLP's FLOPs are linear in the batch size).
 For the NEVIS'22 protocol (:mod:`cl.core.selection`) the learning rate and the
 label smoothing are searchable, over the reference's ranges.
+
+``head="language"`` replaces the last linear layer by LingoCL's language-guided head
+(Ni et al., CVPR 2024; :mod:`cl.models.language_head`): frozen targets encoded from every
+class name of the stream by ``language_encoder`` (``"clip"``: the backbone's text tower),
+a trainable projection and cosine logits at temperature ``head_temperature``. The targets are
+built once, before the first task, and never change.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cl.core.strategy import Context, Strategy, TaskData
+from cl.models.language_head import check_head, classifier, stream_targets
 from streams.core import LabelSpace
 
 
@@ -51,6 +58,13 @@ class Finetune(Strategy):
         Minibatch size.
     label_smoothing : float
         Label smoothing of the cross-entropy, in [0, 1) (Szegedy et al. 2016, §7).
+    head : {"linear", "language"}
+        One-hot linear output layer, or LingoCL's frozen language-guided head.
+    language_encoder : str
+        With ``head="language"``: ``"clip"`` (the backbone's text tower) or a
+        ``transformers`` model name / local directory.
+    head_temperature : float
+        τ of the language-guided head's cosine logits (> 0).
     """
 
     inputs = "features"
@@ -66,6 +80,9 @@ class Finetune(Strategy):
         momentum: float = 0.9,
         batch_size: int = 32,
         label_smoothing: float = 0.0,
+        head: str = "linear",
+        language_encoder: str = "clip",
+        head_temperature: float = 0.1,
     ) -> None:
         for name, value in (("epochs", epochs), ("batch_size", batch_size)):
             if value <= 0:
@@ -79,22 +96,29 @@ class Finetune(Strategy):
         self.hidden, self.epochs, self.lr = hidden, epochs, lr
         self.momentum, self.batch_size = momentum, batch_size
         self.label_smoothing = label_smoothing
+        check_head(head, "finetune")
+        if not head_temperature > 0:
+            raise ValueError(f"finetune head_temperature must be positive, got {head_temperature}.")
+        self.head, self.language_encoder = head, language_encoder
+        self.head_temperature = head_temperature
         self.model: nn.Module | None = None
         self._dims: tuple[int, int] | None = None
+        self._targets: torch.Tensor | None = None
 
     def _build(self, dim: int, n_out: int, generator: torch.Generator) -> nn.Module:
         """The MLP, initialised from ``generator``; torch's global RNG is left untouched."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
-            if self.hidden == 0:
-                return nn.Linear(dim, n_out)
-            return nn.Sequential(nn.Linear(dim, self.hidden), nn.ReLU(),
-                                 nn.Linear(self.hidden, n_out))
+            return classifier(dim, n_out, self.hidden, targets=self._targets,
+                              temperature=self.head_temperature)
+
 
     def train_task(self, data: TaskData, ctx: Context) -> None:
         x, y = data.features.float(), data.targets
         if self.model is None:
             self._dims = (x.shape[1], ctx.stream.n_classes)
+            if self.head == "language":
+                self._targets = stream_targets(ctx.stream, self.language_encoder, ctx.backbone)
             self.model = self._build(*self._dims, ctx.generator)
         self.model.to(ctx.device).train()
         space = list(ctx.label_space.class_ids)
@@ -145,13 +169,17 @@ class Finetune(Strategy):
     def state_dict(self) -> dict[str, Any]:
         if self.model is None:
             return {}
-        return {"model": self.model.state_dict(), "dims": list(self._dims)}
+        state = {"model": self.model.state_dict(), "dims": list(self._dims)}
+        if self._targets is not None:
+            state["targets"] = self._targets.clone()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not state:
-            self.model = None
+            self.model, self._targets = None, None
             return
         self._dims = (int(state["dims"][0]), int(state["dims"][1]))
+        self._targets = state.get("targets")
         self.model = self._build(*self._dims, torch.Generator().manual_seed(0))
         self.model.load_state_dict(state["model"])
         self.model.eval()

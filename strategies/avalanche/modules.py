@@ -7,6 +7,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from cl.models.language_head import classifier
+
 MASK_VALUE = -1000.0
 """Logit of classes not trained yet (avalanche ``IncrementalClassifier``'s ``mask_value``)."""
 
@@ -22,18 +24,21 @@ class MaskedHead(nn.Module):
         Outputs, one per global class.
     hidden : int
         Hidden width; 0 for a linear head.
+    targets : Tensor (n_classes, D_t), optional
+        LingoCL's frozen semantic targets: the last layer is then a
+        :class:`~cl.models.language_head.LanguageHead` instead of a one-hot linear layer.
+    temperature : float
+        τ of the language-guided head.
 
     Forward maps (N, D) to (N, n_classes); classes not yet in ``active`` get
     :data:`MASK_VALUE`.
     """
 
-    def __init__(self, dim: int, n_classes: int, hidden: int = 0) -> None:
+    def __init__(self, dim: int, n_classes: int, hidden: int = 0, *,
+                 targets: torch.Tensor | None = None, temperature: float = 0.1) -> None:
         super().__init__()
-        if hidden:
-            self.net: nn.Module = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(),
-                                                nn.Linear(hidden, n_classes))
-        else:
-            self.net = nn.Linear(dim, n_classes)
+        self.net: nn.Module = classifier(dim, n_classes, hidden, targets=targets,
+                                         temperature=temperature)
         self.register_buffer("active", torch.zeros(n_classes, dtype=torch.bool))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

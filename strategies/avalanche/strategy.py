@@ -32,6 +32,7 @@ from torch import nn
 
 from cl.config.options import bind_options, describe_options
 from cl.core.strategy import Context, Strategy, TaskData
+from cl.models.language_head import check_head, stream_targets
 from strategies.avalanche.bridge import plugin_bridge, silent_evaluator
 from strategies.avalanche.catalog import (
     FILLED,
@@ -74,6 +75,14 @@ class AvalancheStrategy(Strategy):
         SGD learning rate and momentum.
     batch_size : int
         Training minibatch size (avalanche ``train_mb_size``).
+    head : {"linear", "language"}
+        One-hot output layer, or LingoCL's frozen language-guided head
+        (:mod:`cl.models.language_head`; targets of every class of the stream).
+    language_encoder : str
+        With ``head="language"``: ``"clip"`` (the backbone's text tower) or a
+        ``transformers`` model name / local directory.
+    head_temperature : float
+        τ of the language-guided head's cosine logits.
     evaluator : avalanche ``EvaluationPlugin`` or None
         Attached to the avalanche strategy (e.g. to compare metrics); ``None``
         uses a silent one.
@@ -97,6 +106,9 @@ class AvalancheStrategy(Strategy):
         lr: float = 0.05,
         momentum: float = 0.9,
         batch_size: int = 32,
+        head: str = "linear",
+        language_encoder: str = "clip",
+        head_temperature: float = 0.1,
         evaluator: Any = None,
         avalanche_plugins: list[Any] | None = None,
         **strategy_options: Any,
@@ -108,6 +120,12 @@ class AvalancheStrategy(Strategy):
             raise ValueError(f"avalanche strategy inputs must be 'features' or 'images', got {inputs!r}.")
         if hidden < 0 or lr < 0:
             raise ValueError(f"avalanche strategy needs hidden >= 0 and lr >= 0, got {hidden}, {lr}.")
+        check_head(head, "avalanche strategy")
+        if not head_temperature > 0:
+            raise ValueError(f"avalanche strategy head_temperature must be positive, got "
+                             f"{head_temperature}.")
+        self.head, self.language_encoder = head, language_encoder
+        self.head_temperature = head_temperature
         from avalanche.training.templates import SupervisedTemplate
 
         self._built: SupervisedTemplate | None = None
@@ -168,7 +186,10 @@ class AvalancheStrategy(Strategy):
 
     def _build(self, dim: int, n_classes: int, ctx: Context) -> SupervisedTemplate:
         torch.manual_seed(ctx.seed)  # not from ctx.generator: a resumed run builds later
-        head = MaskedHead(dim, n_classes, self.hidden).to(ctx.device)
+        targets = (stream_targets(ctx.stream, self.language_encoder, ctx.backbone)
+                   if self.head == "language" else None)
+        head = MaskedHead(dim, n_classes, self.hidden, targets=targets,
+                          temperature=self.head_temperature).to(ctx.device)
         encoder = FrozenEncoder(ctx.backbone) if self.inputs == "images" else nn.Identity()
         params = inspect.signature(self.cls.__init__).parameters
         if "model" in params:
