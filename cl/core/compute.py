@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 if TYPE_CHECKING:
     from cl.core.tracker import Tracker
@@ -43,7 +42,18 @@ def peak_rss_bytes() -> int:
 
 
 def flops_per_image(backbone: Backbone, image: torch.Tensor) -> int:
-    """FLOPs of encoding one preprocessed image (C, H, W), counted by ``FlopCounterMode``."""
+    """FLOPs of encoding one preprocessed image (C, H, W).
+
+    A backbone whose cost is known without running it says so
+    (:meth:`~cl.models.backbones.Backbone.analytic_flops`: ``pixels`` costs 0); other
+    backbones are counted by ``torch.utils.flop_counter.FlopCounterMode``, imported only
+    then (it pulls in ``torch._dynamo``, seconds of import).
+    """
+    known = backbone.analytic_flops(tuple(image.shape))
+    if known is not None:
+        return int(known)
+    from torch.utils.flop_counter import FlopCounterMode
+
     counter = FlopCounterMode(display=False)
     with torch.inference_mode(), counter:
         backbone.encode_images(image.unsqueeze(0))

@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from cl.core.metrics import defined_metrics
-from cl.reporting import plots
 from cl.reporting.terminal import print_table
 from cl.runtime.io import atomic_write_text
 
@@ -94,6 +93,8 @@ def compute_markdown(results: dict[str, Any]) -> str:
 
 def write_report(out_dir: str | Path, results: dict[str, Any]) -> Path:
     """Write ``report.md`` and the PNG figures of a run; return the report path."""
+    from cl.reporting import plots  # matplotlib: only when figures are written
+
     out_dir = Path(out_dir)
     figures = plots.write_all(results, out_dir)
     if "scores" in results:  # image-text retrieval: every score matrix and its metrics

@@ -11,8 +11,6 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from streams.arrays import ArrayImageDataset
 from streams.core import Stream, Task
@@ -22,6 +20,9 @@ TEMPLATES = ("a photo of the digit {}.", "a handwritten digit {}.")
 
 @cache
 def _split(seed: int, test_size: float) -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits  # scikit-learn: when the data is first read
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     return tuple(
