@@ -9,6 +9,27 @@ import torch
 
 torch.set_num_threads(1)
 
+#: test modules that fork, bind local ports, start gloo process groups or kill processes: under
+#: pytest-xdist (``-n 2 --dist loadgroup`` in pyproject's addopts) they all run one after
+#: another on one worker, never two at a time (other workers go on with the rest)
+SERIAL_MODULES = frozenset({
+    "tests/cli/test_sweep.py", "tests/core/test_checkpoint.py", "tests/core/test_faults.py",
+    "tests/runtime/test_distributed.py", "tests/runtime/test_lock.py",
+    "tests/strategies/adaptation/test_runs.py", "tests/strategies/imagetext/test_losses.py",
+})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the tests that fork, bind ports or kill processes in one xdist group ("serial"):
+    those of :data:`SERIAL_MODULES`, those using :func:`cli_on_two_ranks`, and those marked
+    ``@pytest.mark.serial``."""
+    root = config.rootpath
+    for item in items:
+        module = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
+        if (module in SERIAL_MODULES or "cli_on_two_ranks" in getattr(item, "fixturenames", ())
+                or item.get_closest_marker("serial")):
+            item.add_marker(pytest.mark.xdist_group("serial"))
+
 
 def _cli_rank(rank: int, world: int, port: int, argv: list[str]) -> None:
     """One ``torchrun``-like rank of ``cl`` (gloo on CPU): the environment torchrun sets, then

@@ -80,10 +80,10 @@ def metrics_markdown(results: dict[str, Any]) -> str:
 
 def compute_markdown(results: dict[str, Any]) -> str:
     """Per-task compute as a Markdown table."""
-    keys = ["train_seconds", "eval_seconds", "train_examples", "backbone_forwards",
-            "train_flops", "trainable_parameters", "memory_bytes"]
+    keys = ["train_seconds", "eval_seconds", "extract_seconds", "train_examples",
+            "backbone_forwards", "train_flops", "trainable_parameters", "memory_bytes"]
     if any("hp_trials" in c for c in results["compute"]):  # NEVIS'22 protocol: all trials counted
-        keys.insert(4, "hp_trials")
+        keys.insert(keys.index("train_flops"), "hp_trials")
     lines = ["| task | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for name, c in zip(results["tasks"], results["compute"], strict=True):
         cells = [f"{c[k]:.3g}" if k in c and c[k] is not None else "—" for k in keys]

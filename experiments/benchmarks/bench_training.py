@@ -22,8 +22,8 @@ pretrained tag), on the device given (this CPU by default). Printed, in one run:
 
 Usage::
 
-    python experiments/benchmarks/bench_training.py                 # CPU, batch 4, 5 steps
-    python experiments/benchmarks/bench_training.py --steps 8 --batch 8 --device cuda
+    python experiments/benchmarks/bench_training.py                 # CPU, batch 2, 4 steps
+    python experiments/benchmarks/bench_training.py --steps 8 --batch 64 --device cuda --clock wall
 """
 
 from __future__ import annotations
@@ -50,6 +50,15 @@ from strategies.adaptation.clip_objective import clip_loss, prompts
 ARCH = "ViT-B-16"
 
 
+def clock() -> float:
+    """CPU seconds of this process (``--clock cpu``, the default: steady on a shared machine,
+    with one thread) or wall seconds (``--clock wall``, e.g. on a GPU)."""
+    return time.process_time() if CLOCK == "cpu" else time.perf_counter()
+
+
+CLOCK = "cpu"
+
+
 class StepClock(Plugin):
     """Timestamps every finished training step (``after_batch``)."""
 
@@ -59,7 +68,7 @@ class StepClock(Plugin):
         self.stamps: list[float] = []
 
     def after_batch(self, loss: torch.Tensor, ctx: Context) -> None:
-        self.stamps.append(time.perf_counter())
+        self.stamps.append(clock())
 
 
 def strategy_steps(name: str, options: dict[str, Any], stream_name: str, steps: int,
@@ -67,20 +76,24 @@ def strategy_steps(name: str, options: dict[str, Any], stream_name: str, steps: 
     """Per-step seconds of strategy ``name`` trained ``steps`` iterations on task 0."""
     backbone = create_backbone(ARCH, device=device)
     strategy = strategies_get(name, iterations=steps, **options)
-    clock = StepClock()
+    stepclock = StepClock()
     with tempfile.TemporaryDirectory() as tmp:
         runner = Runner(streams.get(stream_name), strategy, backbone, out_dir=tmp,
-                        device=device, progress=False, plugins=[clock], batch_size=64)
+                        device=device, progress=False, plugins=[stepclock], batch_size=64)
         ctx = runner.context(0)
         data = runner.task_data(0)
         strategy.before_task(ctx)
-        start = time.perf_counter()
+        start = clock()
         strategy.train_task(data, ctx)
-    stamps = [start, *clock.stamps]
+        fetch = clock()
+        for i in range(strategy.options.batch_size):  # one batch: decode + preprocess
+            data.dataset[i]
+        fetch = clock() - fetch
+    stamps = [start, *stepclock.stamps]
     durations = [b - a for a, b in itertools.pairwise(stamps)]
     counted = 2 if name != "contrastive-ft" else 1  # steps run under FlopCounterMode
     return {"first": durations[:counted], "steady": statistics.median(durations[counted:]),
-            "flops": ctx.counters.get("train_flops", 0.0), "all": durations}
+            "flops": ctx.counters.get("train_flops", 0.0), "all": durations, "data": fetch}
 
 
 def strategies_get(name: str, **options: Any) -> Any:
@@ -105,15 +118,15 @@ def bare_step(steps: int, batch: int, device: str) -> dict[str, float]:
     model.train()
     parts: dict[str, list[float]] = {"forward": [], "backward": [], "optimizer": [], "total": []}
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0 = clock()
         loss = clip_loss(model.encode_image(x, normalize=True),
                          model.encode_text(tokens, normalize=True), y, model.logit_scale.exp())
-        t1 = time.perf_counter()
+        t1 = clock()
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        t2 = time.perf_counter()
+        t2 = clock()
         opt.step()
-        t3 = time.perf_counter()
+        t3 = clock()
         for key, sec in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
             parts[key].append(sec)
     return {k: statistics.median(v[1:] if len(v) > 1 else v) for k, v in parts.items()}
@@ -129,32 +142,38 @@ def pipeline(n: int, batch: int, device: str) -> dict[str, float]:
         buf = io.BytesIO()
         Image.fromarray(small).resize((500, 375), Image.BICUBIC).save(buf, "JPEG", quality=90)
         jpegs.append(buf.getvalue())
-    start = time.perf_counter()
+    start = clock()
     for blob in jpegs:
         backbone.preprocess(Image.open(io.BytesIO(blob)).convert("RGB"))
-    decode = n / (time.perf_counter() - start)
+    decode = n / (clock() - start)
     x = torch.randn(batch, 3, 224, 224).to(device)
     with torch.no_grad():
         backbone.model.encode_image(x)
         times = []
         for _ in range(3):
-            t0 = time.perf_counter()
+            t0 = clock()
             backbone.model.encode_image(x)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
     return {"decode_per_worker": decode, "forward": batch / statistics.median(times)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--batch", type=int, default=4, help="images per training step")
-    parser.add_argument("--steps", type=int, default=5, help="steps per strategy (>= 3)")
+    parser.add_argument("--batch", type=int, default=2, help="images per training step")
+    parser.add_argument("--steps", type=int, default=4, help="steps per strategy (>= 3)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--images", type=int, default=64, help="JPEGs decoded for the pipeline")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="cpu: process CPU time, one thread (default); wall: wall time")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 for --clock cpu)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = args.clock
+    torch.set_num_threads(args.threads)
     print(f"{ARCH}, random weights, 224 px, device {args.device}, {torch.get_num_threads()} "
-          f"thread(s), batch {args.batch}, {args.steps} steps")
+          f"thread(s), batch {args.batch}, {args.steps} steps, {CLOCK} seconds")
 
     bare = bare_step(args.steps, args.batch, args.device)
     print("\nbare open_clip + AdamW step (median): " + ", ".join(
@@ -167,12 +186,13 @@ def main() -> None:
         "codyra": ("toy-mtil", common),
         "contrastive-ft": ("toy-captions", common),
     }
-    print("\nstrategy          steady step   ratio to bare   steps under FLOP counting")
+    print("\nstrategy          steady step   ratio to bare   data (1 batch)   steps under FLOP "
+          "counting")
     for name, (stream_name, options) in runs.items():
         r = strategy_steps(name, options, stream_name, args.steps, args.device)
         first = ", ".join(f"{s:.2f}" for s in r["first"])
         print(f"  {name:<15} {r['steady']:9.3f} s   {r['steady'] / bare['total']:9.3f}x"
-              f"       {first} s   (train_flops {r['flops']:.3g})")
+              f"      {r['data']:8.3f} s     {first} s   (train_flops {r['flops']:.3g})")
     print("  goal: clip-finetune / bare <= 1.10")
 
     p = pipeline(args.images, args.batch, args.device)
