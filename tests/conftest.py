@@ -20,15 +20,16 @@ SERIAL_MODULES = frozenset({
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put the tests that fork, bind ports or kill processes in one xdist group ("serial"):
-    those of :data:`SERIAL_MODULES`, those using :func:`cli_on_two_ranks`, and those marked
-    ``@pytest.mark.serial``."""
+    """xdist groups (``--dist loadgroup`` sends a group to one worker as a whole): "serial" for
+    the tests that fork, bind ports or kill processes (:data:`SERIAL_MODULES`, users of
+    :func:`cli_on_two_ranks`, ``@pytest.mark.serial``); every other test goes with its
+    module, so a module-scoped fixture is built once, on one worker."""
     root = config.rootpath
     for item in items:
         module = item.path.relative_to(root).as_posix() if item.path.is_relative_to(root) else ""
-        if (module in SERIAL_MODULES or "cli_on_two_ranks" in getattr(item, "fixturenames", ())
-                or item.get_closest_marker("serial")):
-            item.add_marker(pytest.mark.xdist_group("serial"))
+        serial = (module in SERIAL_MODULES or "cli_on_two_ranks" in getattr(item, "fixturenames", ())
+                  or item.get_closest_marker("serial"))
+        item.add_marker(pytest.mark.xdist_group("serial" if serial else module))
 
 
 def _cli_rank(rank: int, world: int, port: int, argv: list[str]) -> None:
