@@ -90,7 +90,8 @@ def process_seconds(code_dir: Path, argv: list[str], cache: Path) -> tuple[float
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "cl", *argv], env=env, capture_output=True,
-                          text=True, check=False)
+                          text=True, check=False, cwd=cache.parent)  # not a checkout: `-m` puts
+    # the working directory first on sys.path, before PYTHONPATH
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -107,7 +108,8 @@ def startup(root: Path, baseline: Path | None, reps: int) -> None:
     for rep in range(reps):
         for command, argv in commands.items():
             for tree, path in trees.items():
-                out = root / f"startup-{len(times)}-{rep}-{abs(hash(tree))}"
+                out = root / f"startup-{sum(map(len, times.values()))}"
+                out.mkdir()
                 times.setdefault((command, tree), []).append(
                     process_seconds(path, [*argv, "--out", str(out / "run")], out / "cache"))
     print(f"fixed cost of a run, fresh processes, median of {reps} (interleaved):")
