@@ -68,6 +68,7 @@ class Finetune(Strategy):
     """
 
     inputs = "features"
+    counts_flops = True  # the first minibatch, counted in train_task
     searchable: ClassVar[Mapping[str, tuple[Any, ...]]] = {
         "lr": ("log-uniform", 1e-4, 1e-1), "label_smoothing": ("uniform", 0.0, 0.3)}
 

@@ -9,6 +9,33 @@ import torch
 
 torch.set_num_threads(1)
 
+#: test modules that fork, bind local ports, start gloo process groups or kill processes: under
+#: pytest-xdist (``-n 2`` in pyproject's addopts) they run one after another on one worker,
+#: never two at a time (the other worker goes on with the rest). A new test that forks, binds
+#: a port or kills a process belongs in one of these modules (or a module added here).
+SERIAL_MODULES = frozenset({
+    "tests/cli/test_sweep.py", "tests/core/test_checkpoint.py", "tests/core/test_faults.py",
+    "tests/runtime/test_distributed.py", "tests/runtime/test_lock.py",
+    "tests/strategies/adaptation/test_runs.py", "tests/strategies/imagetext/test_losses.py",
+    "tests/strategies/imagetext/test_strategies.py",  # cli_on_two_ranks
+})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """pytest-xdist's scheduler for this suite: a test module is one unit of work (its
+    module-scoped fixtures are built once, on one worker), and the modules of
+    :data:`SERIAL_MODULES` together are one unit. (``--dist loadgroup`` cannot express this
+    under pytest 9, whose node ids xdist can no longer suffix with the group.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleOrSerial(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "serial" if module in SERIAL_MODULES else module
+
+    return ModuleOrSerial(config, log)
+
 
 def _cli_rank(rank: int, world: int, port: int, argv: list[str]) -> None:
     """One ``torchrun``-like rank of ``cl`` (gloo on CPU): the environment torchrun sets, then

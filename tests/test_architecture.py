@@ -4,6 +4,7 @@ the pixels path stay free of heavy libraries."""
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -145,10 +146,17 @@ def test_report_and_compare_import_no_torch(tmp_path):
     assert "torch" not in _imports_after(code)
 
 
-def test_a_pixels_run_imports_no_open_clip(tmp_path):
+def test_the_quickstart_imports_only_what_it_needs(tmp_path):
+    """``cl run`` (pixels, nmc): no open_clip, no dynamo (pixels' FLOPs are known: 0), no
+    TensorBoard or W&B (no logger asked for); the run still counts its compute."""
     code = ("from cl.cli import main\n"
             f"assert main(['run', '--out', {str(tmp_path / 'r')!r}, '--no-progress', "
             "'--set', 'stream.n_tasks=2']) == 0")
     loaded = _imports_after(code)
     assert "torch" in loaded  # the run itself does use torch
     assert "open_clip" not in loaded and "transformers" not in loaded and "timm" not in loaded
+    assert "torch._dynamo" not in loaded and "torch._inductor" not in loaded
+    assert not {"wandb", "tensorboard", "torch.utils.tensorboard"} & loaded
+    compute = json.loads((tmp_path / "r" / "results.json").read_text())["compute"]
+    assert [c["train_flops"] for c in compute] == [0.0, 0.0]
+    assert all(c["backbone_forwards"] > 0 for c in compute)

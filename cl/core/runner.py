@@ -358,7 +358,8 @@ class Runner:
         if data is None:
             data = self.task_data(t)
             ctx.count("train_examples", len(data.targets))
-        self.strategy.train_task(data, ctx)
+        with self.meter.training_flops(self.strategy, ctx):
+            self.strategy.train_task(data, ctx)
         for plugin in self.plugins:
             call_plugin(plugin, "after_train", data, ctx)
         self.strategy.after_task(ctx)

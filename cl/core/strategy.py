@@ -161,11 +161,18 @@ class Strategy:
         (:mod:`cl.core.selection`), with their ranges, in search order, e.g.
         ``{"lr": ("log-uniform", 1e-4, 1e-1), "label_smoothing": ("uniform", 0.0, 0.3)}``.
         Empty for strategies without a search (training-free ones).
+    counts_flops : bool or None
+        Who counts training FLOPs (``results.json`` → ``compute.train_flops``). ``None``
+        (default): the runner does, when the strategy trains on images or holds a
+        ``torch.nn.Module`` or optimiser (:class:`cl.core.compute.SampledFlopCounter`);
+        ``True``: the strategy calls ``ctx.count("train_flops", n)`` itself; ``False``:
+        nothing to count (no torch training).
     """
 
     inputs: ClassVar[InputKind] = "features"
     needs_text: ClassVar[bool] = False
     searchable: ClassVar[Mapping[str, tuple[Any, ...]]] = {}
+    counts_flops: ClassVar[bool | None] = None
 
     def before_task(self, ctx: Context) -> None:
         """Called before ``train_task``; default does nothing."""

@@ -73,6 +73,11 @@ class Backbone:
         """Move to ``device``; returns self."""
         return self
 
+    def analytic_flops(self, image_shape: tuple[int, ...]) -> int | None:
+        """FLOPs of encoding one image of ``image_shape`` (C, H, W) when known without running
+        the model; ``None``: count them (:func:`cl.core.compute.flops_per_image`)."""
+        return None
+
 
 def _pixels_preprocess(size: int | None) -> Callable[[Any], torch.Tensor]:
     def preprocess(image: Any) -> torch.Tensor:
@@ -113,6 +118,10 @@ class PixelsBackbone(Backbone):
         self.fingerprint = self.name
         self.embed_dim = None if size is None else size * size
         self.preprocess = _pixels_preprocess(size)
+
+    def analytic_flops(self, image_shape: tuple[int, ...]) -> int:
+        """0: flattening pixels is a reshape, no arithmetic."""
+        return 0
 
     def encode_images(self, batch: torch.Tensor) -> torch.Tensor:
         flat = batch.reshape(batch.shape[0], -1).float()

@@ -32,7 +32,6 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -220,10 +219,24 @@ class FeatureCache:
 
 
 def autocast_for(device: torch.device) -> Any:
-    """bf16 autocast on CUDA, nothing elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    """bf16 autocast on CUDA, nothing elsewhere (:func:`cl.runtime.accel.autocast`)."""
+    from cl.runtime.accel import autocast
+
+    return autocast(device)
+
+
+def _extract_on_device(backbone: Backbone, files: tuple[list[str], list[int]], batch_size: int,
+                       device: torch.device) -> Features:
+    """Features of JPEG ``files`` (paths, labels) decoded and preprocessed on ``device``."""
+    from cl.runtime.accel import DeviceTransform, autocast, decode_jpegs
+
+    paths, labels = files
+    transform, xs = DeviceTransform(backbone.preprocess), []
+    with torch.inference_mode(), autocast(device):
+        for s in range(0, len(paths), batch_size):
+            batch = transform(decode_jpegs(paths[s : s + batch_size], device))
+            xs.append(backbone.encode_images(batch).float().cpu())
+    return Features(torch.cat(xs), torch.tensor(labels, dtype=torch.long))
 
 
 def extract(
@@ -239,6 +252,7 @@ def extract(
     cache_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
     name: str | None = None,
+    decode: str = "cpu",
 ) -> Features:
     """Embed every image of ``dataset`` with ``backbone``, through the feature cache.
 
@@ -264,6 +278,12 @@ def extract(
         ``False`` always encodes and writes nothing.
     name : str or None
         What the dataset is, for messages (default ``key``), e.g. ``"task 'x'"``.
+    decode : {"cpu", "device"}
+        ``"cpu"``: images decoded and preprocessed by the loader (PIL). ``"device"``: a
+        dataset of JPEG files is decoded on ``device`` (``torchvision.io.decode_jpeg``,
+        nvJPEG on CUDA) and resized, cropped and normalised there
+        (:class:`cl.runtime.accel.DeviceTransform`); the resize differs from PIL's in the
+        last bits, so these features are cached under their own key.
 
     Returns
     -------
@@ -273,11 +293,27 @@ def extract(
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ValueError(f"{key} [{split}] is empty: a task needs at least one image per split.")
+    if decode not in ("cpu", "device"):
+        raise ValueError(f"decode must be 'cpu' or 'device', got {decode!r}.")
+    files = None
+    if decode == "device":
+        from cl.runtime import accel
+
+        files = accel.jpeg_files(dataset)
+        if files is None:
+            raise ValueError(f"decode='device' decodes JPEG files, but {name or key} [{split}] is "
+                             "not a dataset of .jpg files (an image folder); use decode='cpu'.")
+        key = f"{key}|decode=device"
     cache = FeatureCache(cache_dir) if use_cache else None
     ckey = cache_key(backbone, dataset, key=key, split=split)
     if cache is not None and (hit := cache.load(ckey)) is not None:
         return hit
     device = torch.device(device)
+    if files is not None:
+        features = _extract_on_device(backbone, files, batch_size, device)
+        if cache is not None:
+            cache.store(ckey, features, backbone_name=backbone.name)
+        return features
     data = Preprocessed(dataset, backbone.preprocess, where=f"{name or key} [{split}]")
     xs, ys = [], []
     bar = tqdm(loader(data, batch_size=batch_size, num_workers=num_workers), total=-(-n // batch_size),

@@ -10,7 +10,6 @@ from rich.console import Console
 from rich.table import Table
 
 from cl.core.metrics import defined_metrics
-from cl.reporting import plots
 from cl.reporting.terminal import print_table
 from cl.runtime.io import atomic_write_text
 
@@ -81,10 +80,10 @@ def metrics_markdown(results: dict[str, Any]) -> str:
 
 def compute_markdown(results: dict[str, Any]) -> str:
     """Per-task compute as a Markdown table."""
-    keys = ["train_seconds", "eval_seconds", "train_examples", "backbone_forwards",
-            "train_flops", "trainable_parameters", "memory_bytes"]
+    keys = ["train_seconds", "eval_seconds", "extract_seconds", "train_examples",
+            "backbone_forwards", "train_flops", "trainable_parameters", "memory_bytes"]
     if any("hp_trials" in c for c in results["compute"]):  # NEVIS'22 protocol: all trials counted
-        keys.insert(4, "hp_trials")
+        keys.insert(keys.index("train_flops"), "hp_trials")
     lines = ["| task | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for name, c in zip(results["tasks"], results["compute"], strict=True):
         cells = [f"{c[k]:.3g}" if k in c and c[k] is not None else "—" for k in keys]
@@ -94,6 +93,8 @@ def compute_markdown(results: dict[str, Any]) -> str:
 
 def write_report(out_dir: str | Path, results: dict[str, Any]) -> Path:
     """Write ``report.md`` and the PNG figures of a run; return the report path."""
+    from cl.reporting import plots  # matplotlib: only when figures are written
+
     out_dir = Path(out_dir)
     figures = plots.write_all(results, out_dir)
     if "scores" in results:  # image-text retrieval: every score matrix and its metrics

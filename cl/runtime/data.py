@@ -117,8 +117,13 @@ def loader(
     generator: torch.Generator | None = None,
     drop_last: bool = False,
     shard: bool = False,
+    persistent: bool = False,
 ) -> DataLoader:
-    """A ``DataLoader`` with the library's defaults (seeded shuffling, pinned memory on GPU).
+    """A ``DataLoader`` with the library's defaults (seeded shuffling, pinned memory on GPU,
+    :func:`cl.runtime.accel.loader_options`).
+
+    With ``persistent=True`` (a loader iterated once per epoch) its worker processes are
+    kept between epochs instead of being started again.
 
     Without ``generator`` a fixed private one is used: a ``DataLoader`` draws a base
     seed from its generator on every iteration, and drawing it from torch's global
@@ -129,14 +134,16 @@ def loader(
     batches and loads only its share of each (:class:`cl.runtime.distributed.ShardedBatchSampler`).
     """
     from cl.runtime import distributed
+    from cl.runtime.accel import loader_options
+
+    options = loader_options(num_workers, persistent=persistent)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     if shard and distributed.world_size() > 1:
         sampler = (RandomSampler(dataset, generator=generator) if shuffle  # type: ignore[arg-type]
                    else SequentialSampler(dataset))  # type: ignore[arg-type]
         batches = distributed.ShardedBatchSampler(BatchSampler(sampler, batch_size, drop_last))
         return DataLoader(dataset, batch_sampler=batches, num_workers=num_workers,
-                          generator=generator, pin_memory=torch.cuda.is_available(),
-                          collate_fn=collate)
+                          generator=generator, collate_fn=collate, **options)
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -144,9 +151,8 @@ def loader(
         num_workers=num_workers,
         generator=generator,
         drop_last=drop_last,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=False,
         collate_fn=collate,
+        **options,
     )
 
 

@@ -7,18 +7,26 @@
    ``=4`` (in this process): wall time, ``train_flops`` and ``examples_seen`` per
    task and their ratios (the compute of every trial is the task's: 4 trials
    should cost 4× the training compute of one).
+3. The fixed cost of a run: ``cl run`` (the quickstart: nmc on pixels, split-digits)
+   and ``cl run --dry-run`` as fresh processes, wall and CPU seconds (median of
+   ``--reps``), and with ``--baseline DIR`` the same commands on another checkout
+   (``PYTHONPATH=DIR``), interleaved so that load changes hit both alike.
 
 Usage::
 
     python experiments/benchmarks/bench_workflow.py
     python experiments/benchmarks/bench_workflow.py --epochs 10 --tasks 5
+    git worktree add --detach /tmp/base fa9d858
+    python experiments/benchmarks/bench_workflow.py --only startup --baseline /tmp/base
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,11 +79,66 @@ def protocol_run(root: Path, trials: int, tasks: int, epochs: int) -> tuple[floa
     return seconds, json.loads((out / "results.json").read_text())
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def process_seconds(code_dir: Path, argv: list[str], cache: Path) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of ``python -m cl *argv`` run from ``code_dir``
+    with an empty feature cache ``cache`` (a first run)."""
+    env = {**os.environ, "PYTHONPATH": str(code_dir), "MPLBACKEND": "Agg",
+           "CL_CACHE_DIR": str(cache)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "cl", *argv], env=env, capture_output=True,
+                          text=True, check=False, cwd=cache.parent)  # not a checkout: `-m` puts
+    # the working directory first on sys.path, before PYTHONPATH
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"cl {' '.join(argv)} failed ({code_dir}):\n{done.stderr[-2000:]}")
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def startup(root: Path, baseline: Path | None, reps: int) -> None:
+    """``cl run`` and ``cl run --dry-run`` as processes, this checkout against ``baseline``."""
+    trees = {"this checkout": ROOT, **({f"baseline {baseline}": baseline} if baseline else {})}
+    commands = {"cl run (quickstart)": ["run", "--no-progress"],
+                "cl run --dry-run": ["run", "--dry-run"]}
+    times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for rep in range(reps):
+        for command, argv in commands.items():
+            for tree, path in trees.items():
+                out = root / f"startup-{sum(map(len, times.values()))}"
+                out.mkdir()
+                times.setdefault((command, tree), []).append(
+                    process_seconds(path, [*argv, "--out", str(out / "run")], out / "cache"))
+    print(f"fixed cost of a run, fresh processes, median of {reps} (interleaved):")
+    for command in commands:
+        medians = {}
+        for tree in trees:
+            runs = times[(command, tree)]
+            medians[tree] = (statistics.median(w for w, _ in runs),
+                             statistics.median(c for _, c in runs))
+            print(f"  {command:<22} {tree:<40} wall {medians[tree][0]:6.2f} s   CPU "
+                  f"{medians[tree][1]:6.2f} s")
+        if baseline:
+            (w0, c0), (w1, c1) = medians[f"baseline {baseline}"], medians["this checkout"]
+            print(f"  {'':<22} {'speed-up':<40} wall {w0 / w1:6.2f}x   CPU {c0 / c1:6.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=2, help="split-digits tasks (divides 10)")
     parser.add_argument("--epochs", type=int, default=5, help="finetune epochs per task")
+    parser.add_argument("--only", choices=("sweep", "startup"), help="run one part only")
+    parser.add_argument("--baseline", type=Path, help="another checkout to time cl run against")
+    parser.add_argument("--reps", type=int, default=5, help="processes per startup measurement")
     args = parser.parse_args()
+    if args.only != "sweep":
+        with tempfile.TemporaryDirectory() as tmp:
+            startup(Path(tmp), args.baseline, args.reps)
+    if args.only == "startup":
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         one = sweep_seconds(root, 1, args.tasks, args.epochs)

@@ -64,7 +64,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
 from cl.core.strategy import Context, Strategy, TaskData
-from cl.runtime import distributed
+from cl.runtime import accel, distributed
 from cl.runtime.data import loader
 from strategies.adaptation.clip_objective import GrowingLabelSpace, clip_loss, prompts
 from strategies.adaptation.options import TrainingOptions
@@ -97,6 +97,7 @@ class AdaptingStrategy(Strategy):
     needs_text = True
     label: ClassVar[str] = "adapting"
     exportable: ClassVar[bool] = True
+    counts_flops = True  # steps 0 and 1 counted in _fit
 
     def __init__(self, options: TrainingOptions) -> None:
         self.options = options
@@ -254,6 +255,7 @@ class AdaptingStrategy(Strategy):
             model.eval()
             raise
         finally:
+            accel.uncompile_module(model.visual)
             for p in params:
                 p.requires_grad_(False)
 
@@ -274,6 +276,9 @@ class AdaptingStrategy(Strategy):
         batches = self.cycle(data.dataset, self.options.batch_size, ctx.generator, ctx)
         task = ctx.task.name
         several = distributed.world_size() > 1
+        accel.channels_last(model.visual, device)  # convolutional towers on CUDA only
+        if self.options.compile:
+            accel.compile_module(model.visual)
         model.train()
         for i in tqdm(range(total), desc=f"{self.label} {task}", leave=False,
                       disable=not ctx.progress):
@@ -333,9 +338,10 @@ class AdaptingStrategy(Strategy):
         """Endless shuffled minibatches of ``dataset`` (this rank's share of each global batch)."""
         if dataset is None:
             raise ValueError(f"{self.label} trains on images; TaskData.dataset is missing.")
+        batches = loader(dataset, batch_size=batch_size, shuffle=True, generator=generator,
+                         num_workers=ctx.num_workers, shard=True, persistent=True)
         while True:
-            for x, y in loader(dataset, batch_size=batch_size, shuffle=True, generator=generator,
-                               num_workers=ctx.num_workers, shard=True):
+            for x, y in batches:
                 yield x, torch.as_tensor(y)
 
     def after_task(self, ctx: Context) -> None:

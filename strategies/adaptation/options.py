@@ -77,6 +77,9 @@ class TrainingOptions:
         Optimiser weight decay (>= 0).
     amp : bool
         bf16 autocast on CUDA (ignored on CPU, which runs fp32).
+    compile : bool
+        ``torch.compile`` the image tower while training (``nn.Module.compile``; the first
+        steps pay the compilation; undone after the task). See docs/performance.md.
     """
 
     lr: float = 1e-5
@@ -84,6 +87,7 @@ class TrainingOptions:
     batch_size: int = 64
     weight_decay: float = 0.0
     amp: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("iterations", "batch_size"):

@@ -165,6 +165,7 @@ class ContrastiveFinetune(Strategy):
     needs_text = True
     label: ClassVar[str] = "contrastive-ft"
     options_class: ClassVar[type] = ContrastiveOptions
+    counts_flops = True  # step 0 counted in _fit
 
     def __init__(self, options: ContrastiveOptions | None = None, /, **overrides: Any) -> None:
         self.options = replace(options if options is not None else self.options_class(), **overrides)

@@ -12,8 +12,6 @@ from functools import cache
 from typing import Literal
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from streams.arrays import ArrayImageDataset
 from streams.benchmarks.splits import class_order
@@ -24,6 +22,9 @@ TEMPLATES = ("a photo of the digit {}.", "a handwritten digit {}.")
 
 @cache
 def _split(seed: int, test_size: float) -> tuple[np.ndarray, ...]:
+    from sklearn.datasets import load_digits  # scikit-learn: when the data is first read
+    from sklearn.model_selection import train_test_split
+
     digits = load_digits()
     images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)
     return tuple(
