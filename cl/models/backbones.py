@@ -31,6 +31,8 @@ from cl.errors import OptionError
 from cl.models.weights import resolve
 from cl.runtime.io import atomic_write
 
+__all__ = ["Backbone", "OpenCLIPBackbone", "PixelsBackbone", "create_backbone"]
+
 
 class Backbone:
     """Interface every backbone implements.
