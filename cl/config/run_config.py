@@ -29,6 +29,7 @@ factories' annotations.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -141,16 +142,15 @@ class RunConfig:
 
     def set_top(self, key: str, value: Any, *, source: str = "--set") -> None:
         """Set a top-level key, checking the name and the type."""
-        fields = {f.name: f for f in dataclasses.fields(self)}
-        settable = [n for n in fields if not n.endswith("_options") and n not in ("plugins", "protocol")]
+        settable = [n for n in _hints() if not n.endswith("_options")
+                    and n not in ("plugins", "protocol")]
         if key not in settable:
             raise ValueError(
                 f"{source}: unknown config key {key!r};{suggest(key, settable)} valid keys: "
                 f"{', '.join(sorted(settable))}, and the tables [stream], [strategy], "
                 "[plugins.NAME], [protocol]."
             )
-        hints = typing.get_type_hints(type(self))
-        value = coerce(value, hints[key], f"{source}: {key!r}")
+        value = coerce(value, _hints()[key], f"{source}: {key!r}")
         if key in MINIMUM and value < MINIMUM[key]:
             raise ValueError(f"{source}: {key!r} must be >= {MINIMUM[key]}, got {value}.")
         setattr(self, key, value)
@@ -239,6 +239,12 @@ class RunConfig:
         for key in ("out", "cache_dir", "num_workers", "log", "device", "data_root", "allow_large"):
             d.pop(key, None)
         return d
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    """The type hints of :class:`RunConfig`'s fields (evaluated once: a sweep sets thousands)."""
+    return typing.get_type_hints(RunConfig)
 
 
 def config_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

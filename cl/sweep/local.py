@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from cl.runtime.io import atomic_write_text
 from cl.sweep.index import LOG_FILE, exit_message, log_tail, run_state, write_job
@@ -46,11 +46,19 @@ class SweepStopped(Exception):
         super().__init__(f"stopped by {signal.Signals(signum).name}")
 
 
+#: While ``defer`` is set, a stop signal is only recorded (``pending``): starting a process and
+#: stopping the running ones must not be cut in half.
+_SIGNALS: dict[str, Any] = {"defer": False, "pending": None}
+
+
 @contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Turn SIGTERM and SIGHUP into :class:`SweepStopped` while the block runs (main thread
     only; elsewhere the handlers are left alone)."""
     def handler(signum: int, _frame: object) -> None:
+        if _SIGNALS["defer"]:
+            _SIGNALS["pending"] = signum
+            return
         raise SweepStopped(signum)
 
     try:
@@ -62,6 +70,19 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def _deferring_signals(*, raise_pending: bool = True) -> Iterator[None]:
+    """Hold stop signals while the block runs; then raise the one that came, if asked."""
+    _SIGNALS["defer"], _SIGNALS["pending"] = True, None
+    try:
+        yield
+    finally:
+        _SIGNALS["defer"] = False
+        pending, _SIGNALS["pending"] = _SIGNALS["pending"], None
+        if pending is not None and raise_pending:
+            raise SweepStopped(pending)
 
 
 def run_command(run_dir: str | os.PathLike[str], procs_per_run: int = 1) -> list[str]:
@@ -154,7 +175,7 @@ class LocalPool:
                 while queue and free:
                     run = queue.pop(0)
                     progress.started(run)
-                    with _holding(STOP_SIGNALS):  # a started process is always in `active`
+                    with _deferring_signals():  # a started process is always in `active`
                         active[run.id] = self._start(run, free.pop(0))
                 for run_id, entry in list(active.items()):
                     returncode = entry.process.poll()
@@ -175,7 +196,7 @@ class LocalPool:
 
     def _stop(self, active: list[_Active], why: str) -> None:
         """Terminate ``active`` runs and record them as interrupted (signals held meanwhile)."""
-        with _holding(STOP_SIGNALS):
+        with _deferring_signals(raise_pending=False):
             for entry in active:
                 if entry.process.poll() is None:
                     entry.process.terminate()
@@ -190,17 +211,6 @@ class LocalPool:
                 write_job(entry.run.dir, state="interrupted", returncode=returncode,
                           finished=time.time(), error=f"interrupted: cl sweep received {why}; "
                           "a rerun resumes it")
-
-
-@contextmanager
-def _holding(signals: Sequence[signal.Signals]) -> Iterator[None]:
-    """Block ``signals`` in this thread while the block runs (a second SIGTERM must not
-    abandon the children half-stopped)."""
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def progress_error(run_dir: Path, fallback: str) -> str:
