@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
@@ -253,7 +254,9 @@ class ContrastiveFinetune(Strategy):
                 f"of stream {ctx.stream.name!r} is not an image-text task; use an "
                 "image-text stream (cl list streams).")
         o = self.options
-        batches = PairBatches(self._parts(data, ctx), batch_size=o.batch_size, caption=o.caption,
+        parts = self._parts(data, ctx)
+        batch_size = self._batch_size(sum(len(p) for p in parts), ctx)
+        batches = PairBatches(parts, batch_size=batch_size, caption=o.caption,
                               generator=ctx.generator, num_workers=ctx.num_workers)
         total = o.iterations or max(1, math.ceil(o.epochs * batches.steps_per_epoch))
         self._begin_task(model, ctx)
@@ -266,6 +269,25 @@ class ContrastiveFinetune(Strategy):
         self._tasks_trained += 1
         ctx.record("iterations", total)
         ctx.record("logit_scale", float(model.logit_scale.exp()))
+
+    def _batch_size(self, n_pairs: int, ctx: Context) -> int:
+        """``batch_size``, or for a task with fewer pairs the whole task (a multiple of the
+        processes), with a warning and the effective size recorded (``batch_size`` in the
+        task's records): the papers' batches (256 to 512) exceed a small task, and the
+        strategy should still run with its defaults on the toy world."""
+        wanted = self.options.batch_size
+        if n_pairs >= wanted:
+            return wanted
+        world = distributed.world_size()
+        clamped = n_pairs - n_pairs % world
+        if clamped < 2:
+            return wanted  # PairBatches names the problem
+        warnings.warn(f"{self.label}: task {ctx.task.name!r} has {n_pairs} image-text pairs, "
+                      f"fewer than batch_size={wanted}; this task trains with batch_size="
+                      f"{clamped} (recorded as 'batch_size' in its records). Set "
+                      "strategy.batch_size to choose it.", UserWarning, stacklevel=2)
+        ctx.record("batch_size", clamped)
+        return clamped
 
     def _fit(self, model: nn.Module, batches: Iterator[tuple[torch.Tensor, list[str]]], total: int,
              ctx: Context) -> None:
