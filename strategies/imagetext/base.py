@@ -271,16 +271,19 @@ class ContrastiveFinetune(Strategy):
         ctx.record("logit_scale", float(model.logit_scale.exp()))
 
     def _batch_size(self, n_pairs: int, ctx: Context) -> int:
-        """``batch_size``, or for a task with fewer pairs the whole task (a multiple of the
-        processes), with a warning and the effective size recorded (``batch_size`` in the
-        task's records): the papers' batches (256 to 512) exceed a small task, and the
-        strategy should still run with its defaults on the toy world."""
+        """``batch_size``, or for a task with fewer pairs the largest batch the task fills (a
+        multiple of the processes that divides CTP's ``queue_size``), with a warning and the
+        effective size recorded (``batch_size`` in the task's records): the papers' batches
+        (256 to 512) exceed a small task, and the strategy should still run with its defaults
+        on the toy world."""
         wanted = self.options.batch_size
         if n_pairs >= wanted:
             return wanted
         world = distributed.world_size()
-        clamped = n_pairs - n_pairs % world
-        if clamped < 2:
+        queue = getattr(self.options, "queue_size", None)  # CTP: a batch divides its queue
+        clamped = next((b for b in range(n_pairs, 1, -1)
+                        if b % world == 0 and (queue is None or queue % b == 0)), None)
+        if clamped is None:
             return wanted  # PairBatches names the problem
         warnings.warn(f"{self.label}: task {ctx.task.name!r} has {n_pairs} image-text pairs, "
                       f"fewer than batch_size={wanted}; this task trains with batch_size="
