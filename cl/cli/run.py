@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cl.config import RunConfig, validate
 from cl.config.code import announce
-from cl.config.validate import Problems
+from cl.config.problems import Problems
 from cl.errors import ResourceError
 
 

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def handle(args: argparse.Namespace) -> int:
     import sys
 
-    from cl.config.validate import Problems
+    from cl.config.problems import Problems
     from cl.sweep.launch import describe, launch, status, validate
     from cl.sweep.spec import SweepSpec
 

@@ -40,7 +40,7 @@ import tomli_w
 
 from cl.config.code import fingerprint, normalize, parse
 from cl.config.options import coerce, parse_value, suggest
-from cl.config.validate import Problems
+from cl.config.problems import Problems
 from cl.errors import OptionError
 
 #: Smallest valid value of integer top-level keys.

@@ -16,57 +16,19 @@ from __future__ import annotations
 
 import ast
 import functools
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from cl.config import code, limits
 from cl.config.options import coerce, suggest
+from cl.config.problems import CONFIG_ERRORS, ConfigErrors, Problems
 from cl.config.registry import Registry, _dataclass_fields, _find, _options_class
-from cl.errors import OptionError, ProtocolError
 
-#: The errors that name a user's mistake in a config (collected, not raised one by one).
-CONFIG_ERRORS: tuple[type[BaseException], ...] = (ValueError, OptionError, ProtocolError,
-                                                  FileNotFoundError)
 #: Where the ``[protocol]`` table's keys are defined.
 PROTOCOL_TARGET = "cl.core.selection:Protocol"
 #: Integer options with these names (or ending in ``_seed``) seed NumPy: 0 .. 2**32 - 1.
 SEED_MAX = 2**32 - 1
-
-
-class ConfigErrors(OptionError, ValueError):
-    """Several problems in one config; the message lists each on its own line.
-
-    A ``TypeError`` and a ``ValueError`` alike, so callers catching either of the
-    single errors it gathers still catch it.
-    """
-
-    def __init__(self, errors: list[BaseException], where: str = "config") -> None:
-        self.errors = list(errors)
-        lines = "\n".join(f"  - {err}" for err in self.errors)
-        super().__init__(f"{len(self.errors)} problems in {where}:\n{lines}")
-
-
-class Problems:
-    """Collects the config errors raised inside :meth:`catch` blocks."""
-
-    def __init__(self) -> None:
-        self.errors: list[BaseException] = []
-
-    @contextmanager
-    def catch(self) -> Iterator[None]:
-        try:
-            yield
-        except CONFIG_ERRORS as err:
-            self.errors.append(err)
-
-    def raise_if_any(self, where: str = "config") -> None:
-        """Raise the one error as it is, several as :class:`ConfigErrors`; nothing when none."""
-        if len(self.errors) == 1:
-            raise self.errors[0]
-        if self.errors:
-            raise ConfigErrors(self.errors, where)
 
 
 @functools.lru_cache(maxsize=256)
@@ -131,7 +93,7 @@ def check_options(schema: Mapping[str, Any], options: Mapping[str, Any], where: 
             if key not in schema:
                 raise ValueError(f"{where} has no option {key!r};{suggest(key, schema)} valid "
                                  f"options: {', '.join(sorted(schema)) or '(none)'}.")
-            coerce(value, schema[key], f"{where} option {key!r} ({prefix}{key})")
+            coerce(value, schema[key], f"{where} option {key!r}")
             if (key == "seed" or key.endswith("_seed")) and isinstance(value, int) \
                     and not isinstance(value, bool) and not 0 <= value <= SEED_MAX:
                 raise ValueError(f"{prefix}{key}={value}: a seed must be an integer in "

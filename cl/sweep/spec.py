@@ -49,7 +49,7 @@ from typing import Any
 
 from cl.config import RunConfig, limits
 from cl.config.options import coerce, suggest
-from cl.config.validate import Problems
+from cl.config.problems import Problems
 from cl.errors import OptionError
 
 SETTINGS: dict[str, Any] = {
