@@ -38,7 +38,7 @@ STREAM_SIZES: dict[str, list[str]] = {
 SHORT: dict[str, list[str]] = {
     "finetune": ["strategy.epochs=1"],
     "lora": ["strategy.iterations=2"],
-    "codyra": ["strategy.iterations=2", "strategy.kappa_steps=1"],
+    "codyra": ["strategy.iterations=2", "strategy.kappa_steps=2"],
     "clip-finetune": ["strategy.iterations=2"],
     "lwf": ["strategy.iterations=2"],
     "wise-ft": ["strategy.iterations=2"],
