@@ -253,14 +253,15 @@ class SweepSpec:
                 overrides = {**entry, **dict(zip(self.grid, values, strict=True))}
                 config = self._resolve(overrides)
                 identity = json.dumps(config.identity(), sort_keys=True, default=str)
-                digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
-                run_id = f"{_slug(overrides)}-{digest}"
-                if run_id in seen:
+                digest = hashlib.sha256(identity.encode()).hexdigest()
+                run_id = f"{_slug(overrides)}-{digest[:8]}"
+                if digest in seen:
                     raise ValueError(
-                        f"sweep {self.name!r} expands to identical runs ({run_id}: "
-                        f"{seen[run_id]} and {overrides}); remove the repeated values from "
-                        "[sweep.grid] / [[sweep.runs]].")
-                seen[run_id] = overrides
+                        f"sweep {self.name!r} expands to identical runs ({seen[digest]} and "
+                        f"{overrides} give the same settings: keys such as out, device, "
+                        "num_workers or data_root do not change a run's results); remove the "
+                        "repeated values from [sweep.grid] / [[sweep.runs]].")
+                seen[digest] = overrides
                 config.out = str(self.out / run_id)
                 planned.append(PlannedRun(run_id, overrides, config))
         return planned

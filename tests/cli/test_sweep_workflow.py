@@ -302,3 +302,11 @@ def test_a_sweep_reports_the_problems_of_all_its_runs_at_once(tmp_path, capsys):
     assert "2 problems in the sweep's runs" in err
     assert "option 'metric'" in err and "(and " in err  # one line, many runs
     assert "option 'n_tasks' expects an integer, got 'two'" in err
+
+
+def test_a_grid_over_a_key_outside_the_run_identity_is_refused(tmp_path):
+    """A grid over `out` (or device, data_root...) would make two runs of one identity, which
+    `cl compare` would count as two seeds."""
+    path = _config(tmp_path, '[sweep]\n[sweep.grid]\nout = ["a", "b"]\n')
+    with pytest.raises(ValueError, match="identical runs .* do not change a run's results"):
+        SweepSpec.from_file(path).expand()
