@@ -31,7 +31,11 @@ Each run gets a deterministic directory ``<sweep dir>/<slug>-<hash>``: the slug
 names its overrides (``gda_shrinkage-0.3_seed-1``), the hash is the first 8 hex
 digits of SHA-256 over its resolved settings (:meth:`RunConfig.identity`), so
 the same sweep maps to the same directories on every invocation and a changed
-base config maps to new ones.
+base config maps to new ones. File specs (``my_strategy.py:Cls``) are resolved to
+absolute paths first, so the identity a rerun computes is the one its runs stored.
+Two runs of one identity, a key spelled twice, a ``name`` that is a path and a
+grid above :data:`cl.config.limits.MAX_RUNS` runs are refused; expansion is linear
+in the number of runs.
 """
 
 from __future__ import annotations
