@@ -9,6 +9,7 @@ run has completed.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -118,11 +119,13 @@ def launch(spec: SweepSpec, *, wait: bool = True, out: TextIO | None = None) -> 
         try:
             with stop_on_signals():
                 LocalPool(spec.jobs, spec.procs_per_run, spec.gpus_per_run).run(to_run, progress)
-        except SweepStopped as stop:
-            progress.line(f"sweep {spec.name}: {stop}; its running runs were stopped and "
-                          "recorded as interrupted (a rerun resumes them)")
+        except (SweepStopped, KeyboardInterrupt) as stop:
+            signum = stop.signum if isinstance(stop, SweepStopped) else int(signal.SIGINT)
+            progress.line(f"sweep {spec.name}: stopped by {signal.Signals(signum).name}; its "
+                          "running runs were stopped and recorded as interrupted (a rerun "
+                          "resumes them)")
             progress.summary()
-            return 128 + stop.signum
+            return 128 + signum
     elif to_run:
         from cl.sweep import slurm
 
