@@ -9,6 +9,9 @@ on each task's ``metadata``:
     a zero-argument callable returning a :class:`TaskAvailability`-compatible
     ``(available, found_at, detail)`` tuple; it only looks at the file system.
 
+and on the stream's ``metadata`` ``"data_hint"`` (:data:`DATA_HINT`): where the
+data can be downloaded, and the ``stream.download`` option where the stream has one.
+
 Tasks without a ``"data_check"`` (in-memory streams such as ``split-digits``,
 ``synthetic-nevis`` or user datasets) are always available. Missing data is
 never dropped silently: :func:`require_data` fails listing the missing tasks,
@@ -24,6 +27,9 @@ from dataclasses import dataclass
 from streams.core import Stream
 
 DataCheck = Callable[[], tuple[bool, str | None, str]]
+#: Stream metadata key: one line saying where the stream's data comes from and how to fetch it
+#: (``--set stream.download=true`` where the stream has that option), added to missing-data errors.
+DATA_HINT = "data_hint"
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,11 @@ def require_data(stream: Stream) -> None:
     """Raise ``FileNotFoundError`` listing every task of ``stream`` whose data is missing."""
     missing = missing_tasks(stream)
     if missing:
+        hint = stream.metadata.get(DATA_HINT)
         raise FileNotFoundError(
             f"{len(missing)} of {len(stream)} tasks of stream {stream.name!r} have no data:\n"
-            f"{format_missing(missing)}\n"
-            "Prepare them (see `cl streams check`), or pass --skip-missing to run the others "
+            f"{format_missing(missing)}\n" + (f"{hint}\n" if hint else "")
+            + "Prepare them (see `cl streams check`), or pass --skip-missing to run the others "
             "(the skipped tasks are recorded in results.json)."
         )
 

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cl.config import RunConfig
+from cl.config import RunConfig, validate
 from cl.config.code import announce
+from cl.config.problems import Problems
 from cl.errors import ResourceError
 from cl.runtime.seeding import check_seed
 
@@ -37,36 +38,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log", metavar="NAMES", help="extra loggers, comma-separated: tensorboard,wandb")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting: seed=1, stream.n_tasks=5, strategy.lr=0.1")
+    p.add_argument("--allow-large", action="store_true",
+                   help="run counts above the size limits (docs/workflow.md 'Size limits')")
     p.add_argument("--dry-run", action="store_true", help="validate and print the plan, run nothing")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=handle)
 
 
-def resolve_config(args: argparse.Namespace) -> RunConfig:
-    """Config from --resume/--config, then flags, then --set."""
+def resolve_config(args: argparse.Namespace, problems: Problems | None = None) -> RunConfig:
+    """Config from --resume/--config, then flags, then --set.
+
+    Every bad key, flag or ``--set`` goes into ``problems`` when given (the caller
+    raises them together); without it they are raised together here.
+    """
+    out = problems if problems is not None else Problems()
     if args.resume:
         path = Path(args.resume) / "config.toml"
         if not path.is_file():
             raise FileNotFoundError(f"--resume {args.resume!r}: no config.toml there; not a run directory.")
-        config = RunConfig.from_file(path)
+        config = RunConfig.from_file(path, out)
         config.out = args.resume
         config.resolve_code_paths((Path(args.resume),))
         for line in announce(config.code_specs(), Path(args.resume)):
             print(f"cl run: note: {line}", file=sys.stderr)
     else:
-        config = RunConfig.from_file(args.config) if args.config else RunConfig()
+        config = RunConfig.from_file(args.config, out) if args.config else RunConfig()
     for flag in ("stream", "strategy", "backbone", "data_root", "cache_dir", "out", "seed", "device"):
         value = getattr(args, flag)
         if value is not None:
-            config.set_top(flag, value, source=f"--{flag.replace('_', '-')}")
+            with out.catch():
+                config.set_top(flag, value, source=f"--{flag.replace('_', '-')}")
     if args.skip_missing:
         config.skip_missing = True
+    if getattr(args, "allow_large", False):
+        config.allow_large = True
     if args.log:
         config.log = [name.strip() for name in args.log.split(",") if name.strip()]
     for name in args.plugin:
         config.plugins.setdefault(name, {})
     for assignment in args.set:
-        config.apply_set(assignment)
+        with out.catch():
+            config.apply_set(assignment)
+    if problems is None:
+        out.raise_if_any(args.config or "the command line")
     return config
 
 
@@ -78,11 +92,15 @@ def is_allocation_failure(err: BaseException) -> bool:
 
 
 def handle(args: argparse.Namespace) -> int:
+    problems = Problems()
+    config = resolve_config(args, problems)
+    validate.problems(config, problems)  # every mistake at once, from source, before torch
+    problems.raise_if_any(args.config or args.resume or "the command line")
+
     from cl.config import experiment
     from cl.reporting import report
     from cl.runtime import distributed
     device = distributed.init_from_env()
-    config = resolve_config(args)
     if device is not None:
         config.device = str(device)
     seeds = parse_seeds(args.seeds) if args.seeds else None

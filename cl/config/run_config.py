@@ -29,6 +29,7 @@ factories' annotations.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ import tomli_w
 
 from cl.config.code import fingerprint, normalize, parse
 from cl.config.options import coerce, parse_value, suggest
+from cl.config.problems import Problems
 from cl.errors import OptionError
 from cl.runtime.seeding import check_seed
 
@@ -69,6 +71,8 @@ class RunConfig:
         Run only the tasks whose data is present, recording the skipped ones.
     log : list of str
         Extra loggers (``"tensorboard"``, ``"wandb"``).
+    allow_large : bool
+        Run counts above the size limits of :mod:`cl.config.limits` (``--allow-large``).
     """
 
     stream: str = "split-digits"
@@ -87,33 +91,47 @@ class RunConfig:
     num_workers: int = 0
     skip_missing: bool = False
     log: list[str] = field(default_factory=list)
+    allow_large: bool = False
 
     # -- construction ------------------------------------------------------------
     @classmethod
-    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> RunConfig:
-        """Build from the TOML layout (``[stream]``/``[strategy]`` tables with ``name``)."""
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config",
+                  problems: Problems | None = None) -> RunConfig:
+        """Build from the TOML layout (``[stream]``/``[strategy]`` tables with ``name``).
+
+        Every bad key or value is reported, not only the first: into ``problems`` when
+        given (the caller raises them with more), else raised together at the end
+        (:class:`~cl.config.validate.ConfigErrors` when there are several).
+        """
         config = cls()
+        out = problems if problems is not None else Problems()
         for key, value in data.items():
-            if key in ("stream", "strategy") and isinstance(value, dict):
-                options = dict(value)
-                if "name" in options:
-                    setattr(config, key, coerce(options.pop("name"), str, f"{source}: {key}.name"))
-                getattr(config, f"{key}_options").update(options)
-            elif key == "plugins":
-                if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
-                    raise OptionError(f"{source}: [plugins.NAME] tables expected, got {value!r}.")
-                config.plugins.update({k: dict(v) for k, v in value.items()})
-            elif key == "protocol":
-                if not isinstance(value, dict):
-                    raise OptionError(f"{source}: a [protocol] table expected, got {value!r}.")
-                config.protocol.update(value)
-            else:
-                config.set_top(key, value, source=source)
+            with out.catch():
+                if key in ("stream", "strategy") and isinstance(value, dict):
+                    options = dict(value)
+                    name = options.pop("name", None)
+                    getattr(config, f"{key}_options").update(options)
+                    if name is not None:
+                        setattr(config, key, coerce(name, str, f"{source}: {key}.name"))
+                elif key == "plugins":
+                    if not isinstance(value, dict) or not all(isinstance(v, dict)
+                                                              for v in value.values()):
+                        raise OptionError(f"{source}: [plugins.NAME] tables expected, got {value!r}.")
+                    config.plugins.update({k: dict(v) for k, v in value.items()})
+                elif key == "protocol":
+                    if not isinstance(value, dict):
+                        raise OptionError(f"{source}: a [protocol] table expected, got {value!r}.")
+                    config.protocol.update(value)
+                else:
+                    config.set_top(key, value, source=source)
+        if problems is None:
+            out.raise_if_any(source)
         return config
 
     @classmethod
-    def from_file(cls, path: str | Path) -> RunConfig:
-        """Read a TOML config file; missing file or bad TOML give a clear error."""
+    def from_file(cls, path: str | Path, problems: Problems | None = None) -> RunConfig:
+        """Read a TOML config file; missing file or bad TOML give a clear error (bad keys and
+        values: see :meth:`from_dict`)."""
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"config file {str(p)!r} does not exist.")
@@ -121,20 +139,19 @@ class RunConfig:
             data = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as err:
             raise ValueError(f"config file {str(p)!r} is not valid TOML: {err}.") from err
-        return cls.from_dict(data, source=str(p))
+        return cls.from_dict(data, source=str(p), problems=problems)
 
     def set_top(self, key: str, value: Any, *, source: str = "--set") -> None:
         """Set a top-level key, checking the name and the type."""
-        fields = {f.name: f for f in dataclasses.fields(self)}
-        settable = [n for n in fields if not n.endswith("_options") and n not in ("plugins", "protocol")]
+        settable = [n for n in _hints() if not n.endswith("_options")
+                    and n not in ("plugins", "protocol")]
         if key not in settable:
             raise ValueError(
                 f"{source}: unknown config key {key!r};{suggest(key, settable)} valid keys: "
                 f"{', '.join(sorted(settable))}, and the tables [stream], [strategy], "
                 "[plugins.NAME], [protocol]."
             )
-        hints = typing.get_type_hints(type(self))
-        value = coerce(value, hints[key], f"{source}: {key!r}")
+        value = coerce(value, _hints()[key], f"{source}: {key!r}")
         if key in MINIMUM and value < MINIMUM[key]:
             raise ValueError(f"{source}: {key!r} must be >= {MINIMUM[key]}, got {value}.")
         if key == "seed":
@@ -205,6 +222,8 @@ class RunConfig:
             value = getattr(self, f.name)
             if f.name in ("stream_options", "strategy_options", "plugins", "protocol") or value is None:
                 continue
+            if f.name == "allow_large" and not value:
+                continue  # written only when set, so older config.toml files read the same
             out[f.name] = value
         out["stream"] = {"name": self.stream, **self.stream_options}
         out["strategy"] = {"name": self.strategy, **self.strategy_options}
@@ -220,9 +239,15 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         """The settings that determine results (everything but paths and speed knobs)."""
         d = self.to_dict()
-        for key in ("out", "cache_dir", "num_workers", "log", "device", "data_root"):
+        for key in ("out", "cache_dir", "num_workers", "log", "device", "data_root", "allow_large"):
             d.pop(key, None)
         return d
+
+
+@functools.cache
+def _hints() -> dict[str, Any]:
+    """The type hints of :class:`RunConfig`'s fields (evaluated once: a sweep sets thousands)."""
+    return typing.get_type_hints(RunConfig)
 
 
 def config_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:

@@ -6,21 +6,25 @@ overrides and, for Slurm, the job id; it is rewritten atomically on every
 the truth whoever ran it (a local process, a Slurm job, a person):
 
 ``completed``
-    ``results.json`` says so; a rerun skips it.
+    ``results.json`` says so and verifies against its checksum (as ``cl compare``
+    checks it, :func:`cl.runtime.integrity.verify`); a rerun skips it.
 ``failed``
     ``results.json`` says so (its ``error``), or the process ended with a
     non-zero status before writing results (``job.json``: exit status and the
-    last lines of ``sweep.log``); a rerun resumes it from its last checkpoint.
+    last lines of ``sweep.log``), or ``results.json`` does not verify (edited or
+    damaged after the run); a rerun resumes it from its last checkpoint, which
+    rewrites ``results.json``.
 ``running``
     ``job.json`` names a live process (this host) or a job still queued or
     running (Slurm).
 ``interrupted``
-    results of unfinished tasks but no live process (killed, preempted);
+    results of unfinished tasks but no live process (killed, preempted), or
+    stopped by a signal to ``cl sweep`` (``job.json`` state ``interrupted``);
     a rerun resumes it.
 ``pending``
     not started.
 
-``job.json`` is written by the executors: ``{"state": "running"|"exited", "pid",
+``job.json`` is written by the executors: ``{"state": "running"|"exited"|"interrupted", "pid",
 "host", "returncode", "error", "started", "finished", "job_id"}``.
 """
 
@@ -36,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cl.runtime.integrity import verify
 from cl.runtime.io import atomic_write_json
 
 INDEX_FILE = "sweep.json"
@@ -69,11 +74,27 @@ class RunState:
     average_accuracy: float | None = None
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
+#: ``run_state(...).error`` of a run whose results.json does not verify.
+MODIFIED = ("results.json does not match its sha256 checksum (edited or damaged after the run), "
+            "so it is not counted as completed; a rerun resumes the run from its checkpoints "
+            "and rewrites it")
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON value in ``path``; None when missing or unreadable."""
     try:
         return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError):
         return None
+
+
+def _verified(results: Any) -> bool:
+    """Whether a parsed ``results.json`` is an object whose checksum verifies (format 1,
+    written before checksums, is accepted as ``cl compare`` accepts it)."""
+    if not isinstance(results, dict):
+        return False
+    verdict = verify(results)
+    return verdict == "ok" or (verdict == "missing" and results.get("format", 1) == 1)
 
 
 def pid_alive(pid: int) -> bool:
@@ -115,7 +136,8 @@ def log_tail(run_dir: Path, n_bytes: int = 4000) -> str:
 def write_job(run_dir: Path, **fields: Any) -> None:
     """Update ``RUN_DIR/job.json`` with ``fields`` (host and time added)."""
     path = Path(run_dir) / JOB_FILE
-    job = _read_json(path) or {}
+    job = _read_json(path)
+    job = job if isinstance(job, dict) else {}
     job.update(fields, host=socket.gethostname(), updated=time.time())
     atomic_write_json(path, job, root=path.parent.parent)
 
@@ -124,22 +146,30 @@ def run_state(run_dir: str | os.PathLike[str]) -> RunState:
     """The state of one run directory (see module docstring)."""
     run_dir = Path(run_dir)
     results = _read_json(run_dir / "results.json")
-    job = _read_json(run_dir / JOB_FILE) or {}
+    job = _read_json(run_dir / JOB_FILE)
+    job = job if isinstance(job, dict) else {}
     seconds = None
-    if job.get("started") and job.get("finished"):
-        seconds = float(job["finished"]) - float(job["started"])
+    try:
+        if job.get("started") and job.get("finished"):
+            seconds = float(job["finished"]) - float(job["started"])
+    except (TypeError, ValueError):
+        seconds = None
     done = n = 0
     accuracy = error = None
+    if results is not None and not _verified(results):
+        if _live(job):
+            return RunState("running")
+        return RunState("failed", error=MODIFIED, seconds=seconds)
     if results is not None:
         done, n = int(results.get("completed_tasks", 0)), len(results.get("tasks", []))
         accuracy = (results.get("metrics") or {}).get("average_accuracy")
         error = results.get("error")
         if results.get("status") == "completed":
             return RunState("completed", done, n, None, seconds, accuracy)
-    live = job.get("state") == "running" and (
-        job.get("host") != socket.gethostname() or pid_alive(int(job.get("pid", 0)) or -1))
-    if live:
+    if _live(job):
         return RunState("running", done, n, None, None, accuracy)
+    if job.get("state") == "interrupted":
+        return RunState("interrupted", done, n, job.get("error") or error, seconds, accuracy)
     if job.get("state") == "exited" and job.get("returncode", 0) != 0:
         return RunState("failed", done, n, job.get("error") or error, seconds, accuracy)
     if results is not None and results.get("status") == "failed":
@@ -147,6 +177,15 @@ def run_state(run_dir: str | os.PathLike[str]) -> RunState:
     if results is not None or job:
         return RunState("interrupted", done, n, error, seconds, accuracy)
     return RunState("pending")
+
+
+def _live(job: dict[str, Any]) -> bool:
+    """Whether ``job.json`` names a process still running (on another host: assumed so)."""
+    if job.get("state") != "running":
+        return False
+    pid = job.get("pid")
+    return job.get("host") != socket.gethostname() or (
+        isinstance(pid, int) and pid > 0 and pid_alive(pid))
 
 
 def write_index(sweep_dir: Path, name: str, source: str | None, runs: Sequence[Any],
@@ -166,10 +205,24 @@ def write_index(sweep_dir: Path, name: str, source: str | None, runs: Sequence[A
     return path
 
 
-def read_index(sweep_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The index of a sweep directory, or None when there is none."""
-    return _read_json(Path(sweep_dir) / INDEX_FILE)
+def read_index(sweep_dir: str | os.PathLike[str], *, strict: bool = False) -> dict[str, Any] | None:
+    """The index of a sweep directory, or None when there is none.
+
+    An index of the wrong shape (not an object whose ``runs`` is a list of objects
+    with a string ``id``) is None too, or with ``strict`` a ``ValueError`` naming the file.
+    """
+    path = Path(sweep_dir) / INDEX_FILE
+    index = _read_json(path)
+    runs = index.get("runs", []) if isinstance(index, dict) else None
+    if isinstance(runs, list) and all(isinstance(r, dict) and isinstance(r.get("id"), str)
+                                      for r in runs):
+        return index
+    if strict and path.exists():
+        raise ValueError(f"{str(path)!r} is not a sweep index (an object whose 'runs' is a list "
+                         "of {\"id\": ...} tables); it was damaged or edited. Delete it: the next "
+                         "cl sweep writes it again (run states are read from the run directories).")
+    return None
 
 
-__all__ = ["INDEX_FILE", "JOB_FILE", "LOG_FILE", "STATES", "RunState", "exit_message", "log_tail",
+__all__ = ["INDEX_FILE", "JOB_FILE", "LOG_FILE", "MODIFIED", "STATES", "RunState", "exit_message", "log_tail",
            "pid_alive", "read_index", "run_state", "write_index", "write_job"]

@@ -9,6 +9,7 @@ run has completed.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -19,23 +20,48 @@ from cl.sweep.progress import Progress, status_table
 from cl.sweep.spec import PlannedRun, SweepSpec
 
 
-def validate(runs: Sequence[PlannedRun]) -> None:
-    """Build every distinct run's plan (stream, strategy, plugins; no data, no backbone) so a
-    bad key or option stops the sweep before anything starts; the message names the run. Runs
-    that differ only by seed are checked once."""
-    from cl.config.experiment import plan
+def validate(runs: Sequence[PlannedRun], *, build: bool = True) -> None:
+    """Check every run before anything starts; report every problem at once, naming the runs.
 
-    checked: set[str] = set()
+    First each run's config is checked from source (:func:`cl.config.validate.problems`:
+    names, types, seeds, size limits; no torch, no user code); then every distinct
+    run's plan is built (stream, strategy, plugins; no data, no backbone), so a value a
+    constructor refuses stops the sweep too. With ``build=False`` (``--dry-run``) user
+    code is parsed, never imported, as ``cl run --dry-run`` does. Runs that differ only
+    by seed are checked once.
+    """
+    from cl.config import validate as static
+
+    found: dict[tuple[type, str], list[str]] = {}
+    distinct: dict[str, PlannedRun] = {}
     for run in runs:
         key = json.dumps({k: v for k, v in run.config.identity().items() if k != "seed"},
                          sort_keys=True, default=str)
-        if key in checked:
-            continue
-        checked.add(key)
-        try:
-            plan(replace(run.config), require=False)
-        except (ValueError, TypeError, FileNotFoundError) as err:
-            raise type(err)(f"sweep run {run.id}: {err}") from err
+        if key not in distinct:
+            distinct[key] = run
+            for err in static.problems(run.config).errors:
+                found.setdefault((type(err), str(err)), []).append(run.id)
+    if not found:
+        from cl.config.experiment import plan
+
+        for run in distinct.values():
+            try:
+                plan(replace(run.config), require=False, build=build)
+            except static.CONFIG_ERRORS as err:
+                found.setdefault((type(err), str(err)), []).append(run.id)
+    errors = [_same_kind(kind, f"sweep run {ids[0]}" + (f" (and {len(ids) - 1} more)"
+                                                         if len(ids) > 1 else "") + f": {message}")
+              for (kind, message), ids in found.items()]
+    problems = static.Problems()
+    problems.errors = errors
+    problems.raise_if_any("the sweep's runs")
+
+
+def _same_kind(kind: type, message: str) -> BaseException:
+    try:
+        return kind(message)
+    except TypeError:  # an error class with another signature
+        return ValueError(message)
 
 
 def describe(spec: SweepSpec, runs: Sequence[PlannedRun], out: TextIO) -> None:
@@ -50,7 +76,7 @@ def describe(spec: SweepSpec, runs: Sequence[PlannedRun], out: TextIO) -> None:
 def status(spec: SweepSpec) -> int:
     """Print the sweep's status table (``cl sweep --status``); 0 when every run completed."""
     runs = spec.expand()
-    index = read_index(spec.out) or {}
+    index = read_index(spec.out, strict=True) or {}
     job_ids = {r["id"]: r.get("job_id") for r in index.get("runs", [])}
     counts = status_table(spec.name, runs, job_ids)
     return 0 if counts["completed"] == len(runs) else 1
@@ -88,9 +114,18 @@ def launch(spec: SweepSpec, *, wait: bool = True, out: TextIO | None = None) -> 
     for run in busy:
         progress.line(f"{progress.prefix()} skip     {run.id}: running in another process")
     if spec.executor == "local":
-        from cl.sweep.local import LocalPool
+        from cl.sweep.local import LocalPool, SweepStopped, stop_on_signals
 
-        LocalPool(spec.jobs, spec.procs_per_run, spec.gpus_per_run).run(to_run, progress)
+        try:
+            with stop_on_signals():
+                LocalPool(spec.jobs, spec.procs_per_run, spec.gpus_per_run).run(to_run, progress)
+        except (SweepStopped, KeyboardInterrupt) as stop:
+            signum = stop.signum if isinstance(stop, SweepStopped) else int(signal.SIGINT)
+            progress.line(f"sweep {spec.name}: stopped by {signal.Signals(signum).name}; its "
+                          "running runs were stopped and recorded as interrupted (a rerun "
+                          "resumes them)")
+            progress.summary()
+            return 128 + signum
     elif to_run:
         from cl.sweep import slurm
 

@@ -16,13 +16,15 @@ set), and with ``gpus_per_run = G`` the process in slot ``k`` sees GPUs
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from cl.runtime.io import atomic_write_text, open_append
 from cl.sweep.index import LOG_FILE, exit_message, log_tail, run_state, write_job
@@ -30,6 +32,57 @@ from cl.sweep.progress import Progress
 from cl.sweep.spec import PlannedRun
 
 POLL_SECONDS = 0.2
+#: Seconds a run process gets to exit after SIGTERM before it is killed.
+GRACE_SECONDS = 10.0
+#: Signals that stop ``cl sweep`` (and its runs) cleanly, besides Ctrl-C.
+STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP)
+
+
+class SweepStopped(Exception):
+    """``cl sweep`` received ``signum``; its runs were stopped and recorded as interrupted."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+
+
+#: While ``defer`` is set, a stop signal is only recorded (``pending``): starting a process and
+#: stopping the running ones must not be cut in half.
+_SIGNALS: dict[str, Any] = {"defer": False, "pending": None}
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into :class:`SweepStopped` while the block runs (main thread
+    only; elsewhere the handlers are left alone)."""
+    def handler(signum: int, _frame: object) -> None:
+        if _SIGNALS["defer"]:
+            _SIGNALS["pending"] = signum
+            return
+        raise SweepStopped(signum)
+
+    try:
+        previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    except ValueError:  # not the main thread
+        previous = {}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextmanager
+def _deferring_signals(*, raise_pending: bool = True) -> Iterator[None]:
+    """Hold stop signals while the block runs; then raise the one that came, if asked."""
+    _SIGNALS["defer"], _SIGNALS["pending"] = True, None
+    try:
+        yield
+    finally:
+        _SIGNALS["defer"] = False
+        pending, _SIGNALS["pending"] = _SIGNALS["pending"], None
+        if pending is not None and raise_pending:
+            raise SweepStopped(pending)
 
 
 def run_command(run_dir: str | os.PathLike[str], procs_per_run: int = 1) -> list[str]:
@@ -108,8 +161,10 @@ class LocalPool:
     def run(self, runs: Sequence[PlannedRun], progress: Progress) -> None:
         """Run ``runs`` (in order, ``jobs`` at a time), reporting to ``progress``.
 
-        On ``KeyboardInterrupt`` the running processes are terminated (their runs
-        resume on the next invocation) and the interrupt is re-raised.
+        On ``KeyboardInterrupt`` (Ctrl-C) or :class:`SweepStopped` (SIGTERM, SIGHUP, within
+        :func:`stop_on_signals`) the running processes are terminated (killed after
+        :data:`GRACE_SECONDS`), their runs recorded as ``interrupted`` (they resume on the
+        next invocation), and the exception re-raised: no run is left unsupervised.
         """
         queue = list(runs)
         active: dict[str, _Active] = {}
@@ -119,7 +174,8 @@ class LocalPool:
                 while queue and free:
                     run = queue.pop(0)
                     progress.started(run)
-                    active[run.id] = self._start(run, free.pop(0))
+                    with _deferring_signals():  # a started process is always in `active`
+                        active[run.id] = self._start(run, free.pop(0))
                 for run_id, entry in list(active.items()):
                     returncode = entry.process.poll()
                     if returncode is None:
@@ -132,12 +188,28 @@ class LocalPool:
                                       progress_error(entry.run.dir, error))
                 progress.poll([a.run for a in active.values()])
                 time.sleep(POLL_SECONDS)
-        except KeyboardInterrupt:
-            for entry in active.values():
-                entry.process.terminate()
-            for entry in active.values():
-                self._finish(entry, entry.process.wait())
+        except (KeyboardInterrupt, SweepStopped) as stop:
+            self._stop(list(active.values()), "SIGINT (Ctrl-C)" if isinstance(
+                stop, KeyboardInterrupt) else signal.Signals(stop.signum).name)
             raise
+
+    def _stop(self, active: list[_Active], why: str) -> None:
+        """Terminate ``active`` runs and record them as interrupted (signals held meanwhile)."""
+        with _deferring_signals(raise_pending=False):
+            for entry in active:
+                if entry.process.poll() is None:
+                    entry.process.terminate()
+            deadline = time.monotonic() + GRACE_SECONDS
+            for entry in active:
+                try:
+                    returncode = entry.process.wait(max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    entry.process.kill()
+                    returncode = entry.process.wait()
+                entry.log.close()
+                write_job(entry.run.dir, state="interrupted", returncode=returncode,
+                          finished=time.time(), error=f"interrupted: cl sweep received {why}; "
+                          "a rerun resumes it")
 
 
 def progress_error(run_dir: Path, fallback: str) -> str:
@@ -146,4 +218,5 @@ def progress_error(run_dir: Path, fallback: str) -> str:
     return f"{own} ({fallback.split(':', 1)[0]})" if own else fallback
 
 
-__all__ = ["LocalPool", "prepare", "progress_error", "run_command"]
+__all__ = ["GRACE_SECONDS", "STOP_SIGNALS", "LocalPool", "SweepStopped", "prepare",
+           "progress_error", "run_command", "stop_on_signals"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import replace
@@ -254,7 +255,9 @@ class ContrastiveFinetune(Strategy):
                 f"of stream {ctx.stream.name!r} is not an image-text task; use an "
                 "image-text stream (cl list streams).")
         o = self.options
-        batches = PairBatches(self._parts(data, ctx), batch_size=o.batch_size, caption=o.caption,
+        parts = self._parts(data, ctx)
+        batch_size = self._batch_size(sum(len(p) for p in parts), ctx)
+        batches = PairBatches(parts, batch_size=batch_size, caption=o.caption,
                               generator=ctx.generator, num_workers=ctx.num_workers)
         total = o.iterations or max(1, math.ceil(o.epochs * batches.steps_per_epoch))
         self._begin_task(model, ctx)
@@ -267,6 +270,28 @@ class ContrastiveFinetune(Strategy):
         self._tasks_trained += 1
         ctx.record("iterations", total)
         ctx.record("logit_scale", float(model.logit_scale.exp()))
+
+    def _batch_size(self, n_pairs: int, ctx: Context) -> int:
+        """``batch_size``, or for a task with fewer pairs the largest batch the task fills (a
+        multiple of the processes that divides CTP's ``queue_size``), with a warning and the
+        effective size recorded (``batch_size`` in the task's records): the papers' batches
+        (256 to 512) exceed a small task, and the strategy should still run with its defaults
+        on the toy world."""
+        wanted = self.options.batch_size
+        if n_pairs >= wanted:
+            return wanted
+        world = distributed.world_size()
+        queue = getattr(self.options, "queue_size", None)  # CTP: a batch divides its queue
+        clamped = next((b for b in range(n_pairs, 1, -1)
+                        if b % world == 0 and (queue is None or queue % b == 0)), None)
+        if clamped is None:
+            return wanted  # PairBatches names the problem
+        warnings.warn(f"{self.label}: task {ctx.task.name!r} has {n_pairs} image-text pairs, "
+                      f"fewer than batch_size={wanted}; this task trains with batch_size="
+                      f"{clamped} (recorded as 'batch_size' in its records). Set "
+                      "strategy.batch_size to choose it.", UserWarning, stacklevel=2)
+        ctx.record("batch_size", clamped)
+        return clamped
 
     def _fit(self, model: nn.Module, batches: Iterator[tuple[torch.Tensor, list[str]]], total: int,
              ctx: Context) -> None:

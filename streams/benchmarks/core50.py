@@ -33,6 +33,7 @@ from typing import Literal
 
 from torch.utils.data import Dataset
 
+from streams.availability import DATA_HINT
 from streams.benchmarks.torchvision_data import resolve_root
 from streams.core import Stream, Task
 from streams.folders import IMAGE_EXTENSIONS, ImageFileDataset
@@ -42,6 +43,8 @@ CATEGORIES: tuple[str, ...] = ("plug adapter", "mobile phone", "scissors", "ligh
                                "glasses", "ball", "marker", "cup", "remote control")
 TRAIN_SESSIONS: tuple[int, ...] = (1, 2, 4, 5, 6, 8, 9, 11)
 TEST_SESSIONS: tuple[int, ...] = (3, 7, 10)
+#: The dataset's page (Lomonaco & Maltoni), which links core50_128x128.zip and core50_32x32.zip.
+SOURCE_URL = "https://vlomonaco.github.io/core50/"
 TEMPLATES: tuple[str, ...] = ("a photo of a {}.", "a photo of the {}, a domestic object.")
 
 
@@ -112,9 +115,12 @@ def core50(
         folder = root / f"s{s}"
 
         def data_check(folder: Path = folder) -> tuple[bool, str | None, str]:
-            missing = [str(d) for d in (folder, *test_dirs) if not d.is_dir()]
-            if missing:
-                return False, None, f"missing {', '.join(missing)}"
+            if not folder.is_dir():
+                return False, None, f"missing {folder}"
+            held_out = [d.name for d in test_dirs if not d.is_dir()]
+            if held_out:  # every task is scored on them
+                return False, None, (f"missing the held-out test sessions {', '.join(held_out)} "
+                                     "(every task is scored on them)")
             return True, str(folder), f"session folder (test: sessions {list(test_sessions)})"
 
         tasks.append(Task(
@@ -127,5 +133,10 @@ def core50(
                       "test_sessions": list(test_sessions),
                       "test_key": f"core50:{root.resolve()}:{labels}:test={list(test_sessions)}"},
         ))
+    hint = (f"Download {root.name}.zip from {SOURCE_URL} and extract it under "
+            f"{root.parent}/ (this stream has no stream.download). Every task is scored on the "
+            f"held-out sessions {', '.join(f's{t}' for t in test_sessions)} (stream.test_sessions), "
+            "so they are needed whichever sessions train.")
     return Stream("core50", tuple(tasks), "domain-incremental",
-                  {"labels": labels, "test_sessions": list(test_sessions), "root": str(root)})
+                  {"labels": labels, "test_sessions": list(test_sessions), "root": str(root),
+                   DATA_HINT: hint})

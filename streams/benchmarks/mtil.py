@@ -23,7 +23,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from streams.benchmarks.torchvision_data import SOURCES, data_check, load, resolve_root
+from streams.availability import DATA_HINT
+from streams.benchmarks.torchvision_data import (
+    SOURCES,
+    data_check,
+    download_hint,
+    load,
+    resolve_root,
+)
 from streams.core import Stream, Task
 
 MTIL_ORDER_I: tuple[str, ...] = (
@@ -110,4 +117,6 @@ def mtil(
     root = resolve_root(data_root)
     names = MTIL_ORDER_I if order == "I" else MTIL_ORDER_II
     tasks = tuple(torchvision_task(d, root, download=download) for d in names)
-    return Stream(f"mtil-order-{order}", tasks, "task-incremental", {"order": order})
+    return Stream(f"mtil-order-{order}", tasks, "task-incremental",
+                  {"order": order, DATA_HINT: download_hint(
+                      [SOURCES[TORCHVISION_NAME[d]] for d in names], download)})

@@ -24,9 +24,16 @@ from typing import Literal
 import numpy as np
 from torch.utils.data import Dataset
 
+from streams.availability import DATA_HINT
 from streams.benchmarks.mtil import class_names as mtil_class_names
 from streams.benchmarks.mtil import templates as mtil_templates
-from streams.benchmarks.torchvision_data import SOURCES, data_check, load, resolve_root
+from streams.benchmarks.torchvision_data import (
+    SOURCES,
+    data_check,
+    download_hint,
+    load,
+    resolve_root,
+)
 from streams.core import DEFAULT_TEMPLATES, Stream, Task
 from streams.datasets import Relabeled, dataset_labels
 from streams.folders import (
@@ -149,7 +156,8 @@ def split_cifar100(
     tasks = split_tasks("split-cifar100", mtil_class_names("CIFAR100"), groups, load_split,
                         key=f"split-cifar100:{root.resolve()}:order={class_order_seed}",
                         templates=mtil_templates("CIFAR100"), metadata=meta)
-    return Stream("split-cifar100", tasks, "class-incremental", {"class_order": order})
+    return Stream("split-cifar100", tasks, "class-incremental",
+                  {"class_order": order, DATA_HINT: download_hint([source], download)})
 
 
 def _folder_split_stream(name: str, root: Path, n_tasks: int, class_order_seed: ClassOrder,

@@ -15,6 +15,7 @@ Offline, ``download=False`` (the default) and missing files raise
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,17 @@ def data_check(source: TorchvisionSource, root: str | os.PathLike[str],
         return False, None, f"torchvision {source.dataset} not found"
 
     return check
+
+
+def download_hint(sources: Sequence[TorchvisionSource], download: bool) -> str:
+    """The missing-data hint of a stream over ``sources`` (:data:`streams.availability.DATA_HINT`)."""
+    names = ", ".join(dict.fromkeys(f"torchvision.datasets.{s.dataset}" for s in sources))
+    if download:
+        return (f"Sources: {names}; stream.download is on, so torchvision downloads them when "
+                "a task loads (needs network).")
+    return (f"Sources: {names}. Rerun with --set stream.download=true to let torchvision download "
+            "them into the data root (needs network), or place them at the paths above (each "
+            "dataset's page in the torchvision documentation names its files).")
 
 
 def resolve_root(data_root: str | os.PathLike[str] | None) -> Path:

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from streams.benchmarks.mtil import torchvision_task
-from streams.benchmarks.torchvision_data import resolve_root
+from streams.availability import DATA_HINT
+from streams.benchmarks.mtil import TORCHVISION_NAME, torchvision_task
+from streams.benchmarks.torchvision_data import SOURCES, download_hint, resolve_root
 from streams.core import Stream, Task
 from streams.datasets import Relabeled, dataset_labels
 
@@ -92,4 +93,6 @@ def xtail(
         task = torchvision_task(d, root, download=download, prompt_templates=XTAIL_TEMPLATES,
                                 key_prefix="xtail")
         tasks.append(task if n_shots is None else _few_shot_task(task, n_shots, seed))
-    return Stream("x-tail", tuple(tasks), "task-agnostic", {"n_shots": n_shots, "seed": seed})
+    hint = download_hint([SOURCES[TORCHVISION_NAME[d]] for d in XTAIL_ORDER], download)
+    return Stream("x-tail", tuple(tasks), "task-agnostic",
+                  {"n_shots": n_shots, "seed": seed, DATA_HINT: hint})

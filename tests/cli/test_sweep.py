@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cl.cli import main
+from cl.runtime.integrity import seal
 from cl.sweep import local
 from cl.sweep.index import read_index, run_state, write_job
 from cl.sweep.progress import Progress
@@ -135,11 +136,11 @@ def test_run_state_is_read_from_the_run_directory(tmp_path, finished_run):
     failed = copy("failed")
     res = json.loads((failed / "results.json").read_text())
     res.update(status="failed", error="ValueError: boom", completed_tasks=1)
-    (failed / "results.json").write_text(json.dumps(res))
+    (failed / "results.json").write_text(json.dumps(seal(res)))  # as a run writes it
     assert (run_state(failed).status, run_state(failed).error) == ("failed", "ValueError: boom")
     running = copy("running")
     res["status"] = "running"
-    (running / "results.json").write_text(json.dumps(res))
+    (running / "results.json").write_text(json.dumps(seal(res)))
     write_job(running, state="running", pid=os.getpid())  # a live process on this host
     assert run_state(running).status == "running"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
