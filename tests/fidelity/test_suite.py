@@ -1,0 +1,111 @@
+"""The fidelity suite itself: every PyPI-referenced group passes against its reference, offline;
+a deliberately wrong method fails its group; missing git references are skipped with the command
+that fetches them; ``--help`` lists every group."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+RUN_PY = ROOT / "experiments" / "fidelity" / "run.py"
+
+
+def load_suite():
+    """``experiments/fidelity/run.py`` as a module (it registers ``common`` and the groups)."""
+    if "fidelity_run" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("fidelity_run", RUN_PY)
+        sys.modules["fidelity_run"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules["fidelity_run"])
+    return sys.modules["fidelity_run"]
+
+
+GROUPS = load_suite().discover()
+COMMON = load_suite().load_common()
+
+
+def _kinds(module) -> set[type]:
+    return {type(r) for r in module.REFERENCES}
+
+
+PYPI_GROUPS = [n for n, m in GROUPS.items() if _kinds(m) == {COMMON.PyPI}]
+GIT_GROUPS = [n for n, m in GROUPS.items() if COMMON.Git in _kinds(m)]
+
+
+def test_help_lists_one_name_per_group():
+    out = subprocess.run([sys.executable, str(RUN_PY), "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    listed = [line.split()[0] for line in out.split("groups:\n", 1)[1].splitlines() if line.strip()]
+    assert listed == list(GROUPS)
+    assert len(PYPI_GROUPS) >= 4
+
+
+@pytest.mark.parametrize("name", PYPI_GROUPS)
+def test_pypi_group_matches_its_reference(name, suite):
+    module = GROUPS[name]
+    out = suite.run_group(module, COMMON.Refs())
+    if out.error.startswith("missing PyPI reference"):
+        pytest.fail(f"{out.error}\nThe pinned version is the one the ledger quotes: install it, "
+                    "or update the pin and rerun experiments/fidelity/run.py --markdown.")
+    assert not out.error, out.error
+    bad = [(r.method, r.compared, r.value, r.tol) for r in out.rows if not r.passed]
+    assert not bad, f"{name}: rows beyond their tolerance: {bad}"
+
+
+def test_wrong_gda_shrinkage_fails_its_group(suite, monkeypatch, capsys):
+    """GDA's shrinkage off by 1 %: the sklearn-heads group reports failing rows, run.py exits 1."""
+    from strategies.estimators.gda import GDA
+
+    right = GDA._shrunk_covariance
+
+    def off_by_one_percent(self):
+        if isinstance(self.shrinkage, float):
+            saved = self.shrinkage
+            self.shrinkage = saved * 1.01
+            try:
+                return right(self)
+            finally:
+                self.shrinkage = saved
+        return right(self)
+
+    monkeypatch.setattr(GDA, "_shrunk_covariance", off_by_one_percent)
+    assert suite.main(["sklearn-heads"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL `GDA(shrinkage=0.1" in out and "FAILED sklearn-heads" in out
+
+
+def test_wrong_nmc_normalisation_fails_its_group(suite, monkeypatch):
+    from strategies.estimators.nmc import NMC
+
+    monkeypatch.setattr(NMC, "_transform", lambda self, X: X)  # normalize=True ignored
+    out = suite.run_group(GROUPS["sklearn-heads"], COMMON.Refs())
+    failed = {r.method for r in out.rows if not r.passed}
+    assert failed == {'`NMC(metric="euclidean", normalize=True)`'}
+
+
+@pytest.mark.parametrize("name", GIT_GROUPS[:1])
+def test_missing_git_reference_is_skipped_with_fetch_command(name, suite, tmp_path, capsys):
+    code = suite.main([name, "--refs", str(tmp_path / "refs"), "--cache", str(tmp_path / "c")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"skipped {name}:" in out and "Fetch it with: git clone" in out
+    ref = next(r for r in GROUPS[name].REFERENCES if isinstance(r, COMMON.Git))
+    assert ref.repo in out and ref.commit in out
+    assert suite.main([name, "--refs", str(tmp_path), "--cache", str(tmp_path), "--require-all"]) == 1
+
+
+def test_load_source_applies_only_existing_replacements(tmp_path):
+    src = tmp_path / "ref.py"
+    src.write_text("import math\n\nclass A:\n    def f(self, x):\n        return math.sqrt(x)\n\n"
+                   "def g(x):\n    return 2 * x\n")
+    ns = COMMON.load_source(src, ["g", "A.f"], replace={"2 * x": "3 * x"},
+                            namespace={"math": __import__("math")})
+    assert ns.g(2) == 6 and ns.f(None, 9) == 3.0
+    with pytest.raises(ValueError, match="not found"):
+        COMMON.load_source(src, ["g"], replace={"4 * x": "x"})
+    with pytest.raises(KeyError, match="'h'"):
+        COMMON.load_source(src, ["h"])
