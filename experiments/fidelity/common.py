@@ -340,7 +340,8 @@ def load_source(path: str | Path, names: Iterable[str], replace: Mapping[str, st
     names = list(names)
     glb: dict[str, Any] = {} if namespace is None else namespace
     glb.setdefault("__name__", f"fidelity_ref_{Path(path).stem}")
-    code = compile(extract_source(path, names, replace), str(path), "exec")
+    code = compile(extract_source(path, names, replace), f"{path} [extracted: {', '.join(names)}]",
+                   "exec")
     exec(code, glb)  # noqa: S102 - the reference's own source, fetched at its pinned commit
     out = {n.split(".")[-1]: glb[n.split(".")[-1]] for n in names}
     return types.SimpleNamespace(**out, globals=glb)
