@@ -347,6 +347,32 @@ def load_source(path: str | Path, names: Iterable[str], replace: Mapping[str, st
     return types.SimpleNamespace(**out, globals=glb)
 
 
+def run_statements(path: str | Path, first: str, last: str, namespace: dict[str, Any],
+                   replace: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Execute the reference's lines from the first one containing ``first`` through the next
+    one containing ``last`` (a block inside a loop or function, dedented), in ``namespace``.
+
+    ``replace`` as in :func:`extract_source`. Returns ``namespace`` (the block's variables).
+    """
+    import textwrap
+
+    lines = Path(path).read_text().splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if first in line)
+        stop = next(i for i in range(start, len(lines)) if last in lines[i])
+    except StopIteration:
+        raise ValueError(f"{path} has no block from {first!r} to {last!r}.") from None
+    src = textwrap.dedent("\n".join(lines[start:stop + 1]))
+    for old, new in (replace or {}).items():
+        if old not in src:
+            raise ValueError(f"replacement target {old!r} not found in {path} lines "
+                             f"{start + 1}-{stop + 1}.")
+        src = src.replace(old, new)
+    code = compile(src, f"{path} [lines {start + 1}-{stop + 1}]", "exec")
+    exec(code, namespace)  # noqa: S102 - the reference's own source at its pinned commit
+    return namespace
+
+
 def import_file(path: str | Path, name: str) -> types.ModuleType:
     """Import the reference file ``path`` unmodified as module ``name``."""
     import importlib.util

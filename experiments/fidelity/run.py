@@ -136,6 +136,22 @@ def write_markdown(path: Path, blocks: dict[str, str]) -> None:
     path.write_text(header + "\n".join(kept[k] for k in sorted(kept)))
 
 
+def sync_ledger(ledger: Path, recorded: Path) -> list[str]:
+    """Replace every group block of ``ledger`` by the block of the same group in ``recorded``;
+    returns the names of the blocks replaced."""
+    blocks = {m["name"]: m.group(0) for m in BLOCK.finditer(recorded.read_text())}
+    done: list[str] = []
+
+    def swap(m: re.Match) -> str:
+        if m["name"] in blocks:
+            done.append(m["name"])
+            return blocks[m["name"]]
+        return m.group(0)
+
+    ledger.write_text(BLOCK.sub(swap, ledger.read_text()))
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     common = load_common()
     groups = discover()
@@ -151,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fetch", action="store_true",
                         help="git clone / pip install --target references found nowhere")
     parser.add_argument("--markdown", type=Path, metavar="OUT", help="write the tables to OUT")
+    parser.add_argument("--ledger", type=Path, metavar="DOC",
+                        help="after --markdown OUT, copy OUT's blocks into DOC's blocks of the "
+                        "same groups (e.g. docs/fidelity.md)")
     parser.add_argument("--require-all", action="store_true",
                         help="a skipped group (missing git reference) is a failure")
     args = parser.parse_args(argv)
@@ -182,6 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         write_markdown(args.markdown, {o.name: table(groups[o.name], o.rows)
                                        for o in outcomes if o.rows and not o.error})
+    if args.ledger:
+        if not args.markdown:
+            parser.error("--ledger DOC needs --markdown OUT (the blocks are copied from OUT)")
+        print(f"{args.ledger}: updated blocks {sync_ledger(args.ledger, args.markdown)}")
     for ref, where in refs.used.items():
         print(f"reference {ref.label}: {where}")
     skipped = [o for o in outcomes if o.skipped]
