@@ -19,6 +19,11 @@ References executed:
   temporary directory, ``np.random.seed`` fixed since it draws ``RBFSampler`` from the global
   generator). Ours: ``KLDA`` with the same ``random_state`` and the reference's ``gamma``, fed
   5 class-incremental tasks.
+* RAIL primal (``primal_RAIL.py``): ``continual_clip_adaptor.analytic_adaption``, ast-extracted
+  (``np.mat`` → ``np.asmatrix``: NumPy 2 removed it; ``tqdm`` the identity), on a stand-in
+  adaptor whose ``encode_images`` is the identity on given unit-norm features and whose
+  ``expansion_layer`` holds our random ReLU projection (weight = Wᵀ); batches of 128, run as
+  shipped in float32, vs ``RAIL(form="primal")`` on the same features, 3 domains.
 
 Inputs: sklearn digits (pixels / 16, D = 64, 1,797 samples: 1,257 train / 540 test, split as
 ``train_test_split(random_state=0, test_size=0.3)``), 5 class-incremental tasks of 2 classes.
@@ -29,11 +34,13 @@ from __future__ import annotations
 import common
 
 NAME = "analytic"
-DESCRIPTION = "RanPAC ridge head, FeCAM distances, RanDumb random-feature LDA vs their code"
+DESCRIPTION = "RanPAC, FeCAM, RanDumb random-feature LDA and RAIL primal vs their code"
 REFERENCES = (
     common.Git("McDonnell-Research-Lab/RanPAC", "cf4b301d18b0c27db030f4371b72b768005ae58a"),
     common.Git("dipamgoswami/FeCAM", "d2479b7bc9c3e704b0835ccd5928a2d7e0df5a09"),
     common.Git("drimpossible/RanDumb", "14a51ee0c045bff642f6ffbfe481efa4d49a3033"),
+    common.Git("linghan1997/Regression-based-Analytic-Incremental-Learning",
+               "eaac644e1acc2d10e2a6863e7ba19cbf422b6461"),
 )
 ILL = 1e12  # condition numbers above this are reported as ill-conditioned
 
@@ -258,5 +265,67 @@ def _randumb(src) -> list[common.Row]:
 
 
 def run(refs: common.Refs) -> list[common.Row]:
-    ranpac, fecam, randumb = (refs.path(r) for r in REFERENCES)
-    return _ranpac(ranpac) + _fecam(fecam) + _randumb(randumb)
+    ranpac, fecam, randumb, rail = (refs.path(r) for r in REFERENCES)
+    return _ranpac(ranpac) + _fecam(fecam) + _randumb(randumb) + _rail(rail)
+
+
+def _rail(src) -> list[common.Row]:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from strategies.estimators.class_stats import l2_normalize
+    from strategies.estimators.rail import RAIL
+
+    ref = common.load_source(src / "primal_RAIL.py", ["continual_clip_adaptor.analytic_adaption"],
+                             replace={"np.mat(": "np.asmatrix("},
+                             namespace={"torch": torch, "nn": nn, "F": F, "np": np,
+                                        "tqdm": lambda x, **kw: x}).analytic_adaption
+    rng = np.random.default_rng(0)
+    D, M, shots, sizes = 64, 1500, 16, (5, 4, 6)
+    centres = rng.normal(size=(sum(sizes), D))
+    ours = RAIL(form="primal", n_components=M, random_state=0)
+    me, R, start = None, None, 0
+    worst = {"out": 0.0, "out_rel": 0.0, "R": 0.0}
+    dis = n = 0
+    for task, size in enumerate(sizes):
+        classes = np.arange(start, start + size)
+        X = l2_normalize(np.concatenate([centres[c] + 0.3 * rng.normal(size=(shots, D))
+                                         for c in classes]))
+        y = np.repeat(classes, shots)
+        order = rng.permutation(len(y))
+        X, y = X[order], y[order]
+        ours.partial_fit(X, y)
+        if me is None:
+            W = torch.tensor(ours.projection_.components_.T, dtype=torch.float32)  # (M, D)
+            layer = nn.Linear(D, M, bias=False)
+            layer.weight.data = W
+            me = _Stand(encode_images=lambda x: x, expansion_layer=nn.Sequential(layer, nn.ReLU()),
+                        hidden_dim=M, feature_dim=D, analytic_adaptor=None)
+        cfg = _Stand(feature_expansion=True, current_class_num=start + size, increment=size,
+                     trained_class_num=start, regularization=0.1, device="cpu")
+        loader = [(torch.tensor(X[s:s + 128], dtype=torch.float32),
+                   torch.tensor(y[s:s + 128] - start)) for s in range(0, len(y), 128)]
+        R = ref(me, task, cfg, loader, R)
+        start += size
+        test = l2_normalize(centres[:start] + 0.3 * rng.normal(size=(start, D)))
+        with torch.no_grad():
+            out_ref = me.analytic_adaptor(me.expansion_layer(torch.tensor(test, dtype=torch.float32)))
+        out_ours = ours._decision_function(test)
+        d, r = common.max_diff(out_ours, out_ref)
+        worst["out"], worst["out_rel"] = max(worst["out"], d), max(worst["out_rel"], r)
+        worst["R"] = max(worst["R"], common.max_diff(ours.ridge_.inverse_, R)[1])
+        dis += int(np.sum(out_ours.argmax(1) != out_ref.numpy().argmax(1)))
+        n += start
+    method = '`RAIL(form="primal")` (rail)'
+    what = "3 domains of 5/4/6 classes, 16 shots, D = 64, M = 1,500"
+    return [
+        common.Row(method, f"regression outputs on test features ({what})", worst["out"],
+                   worst["out_rel"], dtype="float32 reference", tol=1e-2, tol_on="rel",
+                   note="reference as shipped (float32)"),
+        common.Row(method, "R = (G + λI)⁻¹ after each domain, relative", float("nan"),
+                   worst["R"], dtype="float32 reference", tol=1e-3, tol_on="rel"),
+        common.Row(method, f"argmax disagreements ({n} test points over the 3 domains)", dis,
+                   dtype="count", tol=0),
+    ]
