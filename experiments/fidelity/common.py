@@ -98,9 +98,9 @@ def _git_head(path: Path) -> str | None:
 
 
 def installed_version(dist: str) -> str | None:
-    """The venv's version of distribution ``dist``, or None when it is not installed."""
+    """The venv's version of distribution ``dist`` (without a local ``+…`` label), or None."""
     try:
-        return importlib.metadata.version(dist)
+        return importlib.metadata.version(dist).split("+")[0]  # 2.14.1+cu130 is torch 2.14.1
     except importlib.metadata.PackageNotFoundError:
         return None
 
