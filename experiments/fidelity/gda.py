@@ -11,7 +11,10 @@ its module globals ``val_features``/``test_features`` are set as its ``main`` se
 Ours: ``strategies.GDA(shrinkage="ks", priors="uniform")`` on the same unit-norm features:
 ``precision_`` vs ``cov_inv``, ``coef_ᵀ`` vs ``W``, ``intercept_`` vs ``b``, the head's scores and
 predictions on test features; ``partial_fit`` over 3 class-incremental chunks vs the same
-reference run. Inputs: random class clusters (D, C, N per class) = (16, 5, 50), (64, 10, 16),
+reference run. Also the zero-shot head: ``utils.py`` ``clip_classifier`` (``.cuda()`` removed; its
+``clip.tokenize`` is the model's own tokenizer) on ``cl-tiny-vit`` vs
+``cl.models.prompts.zero_shot_head``, 10 class names (two with ``_``, which the reference
+turns into spaces: given to ours with spaces) × 1 and 4 templates. Inputs: random class clusters (D, C, N per class) = (16, 5, 50), (64, 10, 16),
 (512, 10, 4: 4-shot, N < D), (128, 20, 100), and L2-normalised digits (64, 10, all 1,797).
 """
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 import common
 
 NAME = "gda"
-DESCRIPTION = "GDA KS covariance and linear head vs mrflogs/ICLR24 run()"
+DESCRIPTION = "GDA KS covariance and linear head vs mrflogs/ICLR24 run(); its zero-shot head"
 REFERENCES = (common.Git("mrflogs/ICLR24", "560fe211700964c915442ff98dbe47dd09656a35"),)
 
 
@@ -42,6 +45,33 @@ def _sets():
     X, y = load_digits(return_X_y=True)
     out.append(("digits", X, y))
     return out
+
+
+def _zero_shot(src) -> list[common.Row]:
+    from types import SimpleNamespace
+
+    import torch
+
+    from cl.models.backbones import create_backbone
+    from cl.models.prompts import zero_shot_head
+
+    tiny = create_backbone("cl-tiny-vit")
+    ref = common.load_source(src / "utils.py", ["clip_classifier"],
+                             replace={".cuda()": ""},
+                             namespace={"torch": torch,
+                                        "clip": SimpleNamespace(tokenize=tiny.tokenizer)})
+    names = ["golden_retriever", "tabby cat", "sea_lion", "zero", "one", "two", "three", "four",
+             "five", "six"]
+    rows = []
+    for templates in (["a photo of a {}."], ["a photo of a {}.", "a drawing of a {}.",
+                                             "a {} in the wild.", "{}"]):
+        ref_head = ref.clip_classifier(names, templates, tiny.model).T
+        ours = zero_shot_head(tiny, [n.replace("_", " ") for n in names], templates, cache=False)
+        d, r = common.max_diff(ours, ref_head)
+        rows.append(common.Row("`cl.models.prompts.zero_shot_head`",
+                               f"head vs `clip_classifier` (10 classes × {len(templates)} "
+                               "templates, cl-tiny-vit)", d, r, dtype="float32", tol=1e-5))
+    return rows
 
 
 def run(refs: common.Refs) -> list[common.Row]:
@@ -106,12 +136,13 @@ def run(refs: common.Refs) -> list[common.Row]:
                     chunked.decision_function(T), scores_ref)[1])
         finally:
             torch.set_default_dtype(old)
+    rows = _zero_shot(src)
     method = '`GDA(shrinkage="ks", priors="uniform")` (gda)'
     names = {"precision": "`precision_` vs `cov_inv`", "coef": "`coef_ᵀ` vs `W`",
              "intercept": "`intercept_` vs `b`", "scores": "test scores x·W + b",
              "chunked": "test scores, `partial_fit` over 3 class-incremental chunks"}
-    rows = [common.Row(method, f"{names[k]}, relative (5 feature sets)", float("nan"), v,
-                       tol=1e-9, tol_on="rel") for k, v in worst.items()]
+    rows += [common.Row(method, f"{names[k]}, relative (5 feature sets)", float("nan"), v,
+                        tol=1e-9, tol_on="rel") for k, v in worst.items()]
     rows.append(common.Row(method, f"prediction disagreements ({n_pred} test points)", dis,
                            dtype="count", tol=0))
     rows.append(common.Row(method, "`precision_` vs `cov_inv` of the reference as shipped, "
