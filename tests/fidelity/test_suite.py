@@ -127,3 +127,49 @@ def test_load_source_applies_only_existing_replacements(tmp_path):
         COMMON.load_source(src, ["g"], replace={"4 * x": "x"})
     with pytest.raises(KeyError, match="'h'"):
         COMMON.load_source(src, ["h"])
+
+
+def _git_repo(path: Path) -> str:
+    """A one-commit git repository at ``path``; returns its commit."""
+    path.mkdir(parents=True)
+    (path / "ref.py").write_text("def f(x):\n    return x + 1\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q"], ["add", "ref.py"], ["commit", "-q", "-m", "ref"]):
+        subprocess.run(["git", "-C", str(path), *cmd], check=True, env=env)
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_git_references_resolve_from_refs_dirs_then_the_cache(tmp_path):
+    commit = _git_repo(tmp_path / "refs" / "owner" / "repo")
+    ref = COMMON.Git("owner/repo", commit)
+    refs = COMMON.Refs(dirs=(tmp_path / "refs",), cache=tmp_path / "cache")
+    assert refs.path(ref) == tmp_path / "refs" / "owner" / "repo"
+    assert COMMON.load_source(refs.path(ref) / "ref.py", ["f"]).f(1) == 2
+    wrong = COMMON.Git("owner/repo", "0" * 40)
+    with pytest.raises(COMMON.MissingReference, match=f"is at {commit}, not the pinned 0000"):
+        refs.path(wrong)
+    made = _git_repo(tmp_path / "made")
+    cached = COMMON.Git("other/repo", made)
+    (tmp_path / "cache" / "other").mkdir(parents=True)
+    (tmp_path / "made").rename(tmp_path / "cache" / f"other/repo@{made}")
+    assert COMMON.Refs(cache=tmp_path / "cache").path(cached) == cached.cache_dir(tmp_path / "cache")
+    absent = COMMON.Git("other/repo", "1" * 40)
+    with pytest.raises(COMMON.MissingReference, match="Fetch it with: git clone -q "
+                       "https://github.com/other/repo .*checkout -q 1111"):
+        COMMON.Refs(cache=tmp_path / "cache").path(absent)
+    with pytest.raises(ValueError, match="40 lowercase hex"):
+        COMMON.Git("owner/repo", "abc")
+
+
+def test_pypi_reference_is_the_installed_version_or_says_how_to_install_it(tmp_path):
+    import sklearn
+
+    here = COMMON.installed_version("scikit-learn")
+    assert COMMON.Refs().path(COMMON.PyPI("scikit-learn", here)) == Path(
+        sklearn.__file__).parents[1]
+    other = COMMON.PyPI("scikit-learn", "0.0.1")
+    with pytest.raises(COMMON.MissingReference, match=r"pip install --no-deps --target .*"
+                       r"scikit-learn-0\.0\.1 'scikit-learn==0\.0\.1'"):
+        COMMON.Refs(cache=tmp_path).path(other)
