@@ -92,7 +92,7 @@ def run(refs: common.Refs) -> list[common.Row]:
             method = f"`GDA(shrinkage={alpha}, priors=\"{priors}\")`"
             ref_name = f"LDA(solver=\"lsqr\", shrinkage={alpha})"
             for key, val in worst.items():
-                rows.append(common.Row(method, f"{key} vs {ref_name}, relative", math_nan(),
+                rows.append(common.Row(method, f"{key} vs {ref_name}, relative", float("nan"),
                                        val, tol=1e-9, tol_on="rel"))
             rows.append(common.Row(method, f"prediction disagreements vs {ref_name}", dis,
                                    dtype="count", tol=0))
@@ -118,7 +118,7 @@ def run(refs: common.Refs) -> list[common.Row]:
                                            ref.decision_function(X))[1])
         dis += int(np.sum(ours.predict(X) != ref.predict(X)))
     rows.append(common.Row("`GDA.partial_fit`, 3 class-incremental chunks",
-                           "scores vs LDA fitted once on all data, relative", math_nan(), worst,
+                           "scores vs LDA fitted once on all data, relative", float("nan"), worst,
                            tol=1e-9, tol_on="rel"))
     rows.append(common.Row("`GDA.partial_fit`, 3 class-incremental chunks",
                            "prediction disagreements vs LDA fitted once", dis, dtype="count",
@@ -133,7 +133,3 @@ def run(refs: common.Refs) -> list[common.Row]:
                            "features vs RBFSampler(gamma=\"scale\"), same random_state", feat,
                            tol=1e-12))
     return rows
-
-
-def math_nan() -> float:
-    return float("nan")
