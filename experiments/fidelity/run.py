@@ -91,8 +91,14 @@ def run_group(module: ModuleType, refs) -> Outcome:
             isinstance(r, common.Git) for r in module.REFERENCES)
         if pypi:
             out.error = f"missing PyPI reference: {exc}"
-        else:
-            out.skipped = str(exc)
+        else:  # name every missing git reference of the group, not only the first
+            missing = []
+            for ref in module.REFERENCES:
+                try:
+                    refs.path(ref)
+                except common.MissingReference as each:
+                    missing.append(str(each))
+            out.skipped = "; ".join(missing) or str(exc)
     except Exception:  # noqa: BLE001 - reported, and the exit status says it failed
         out.error = traceback.format_exc()
     out.seconds = time.perf_counter() - start

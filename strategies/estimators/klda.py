@@ -45,7 +45,9 @@ class KLDA(GDA):
         Gaussian kernel width; ``"scale"`` is ``1 / (D · Var(X))`` of the first chunk.
     random_state : int
     shrinkage, priors, solver
-        As :class:`strategies.GDA` (on the M random features).
+        As :class:`strategies.GDA` (on the M random features). ``priors`` defaults to
+        ``"empirical"`` (class frequencies), RanDumb's: its ``LinearDiscriminantAnalysis``
+        takes the class frequencies when given no priors.
 
     Attributes
     ----------
@@ -59,7 +61,7 @@ class KLDA(GDA):
 
     def __init__(self, *, n_components: int = 2_000, gamma: float | str = "scale",
                  random_state: int = 0, shrinkage: str | float | None = "ks",
-                 priors: Any = "uniform", solver: str = "cholesky") -> None:
+                 priors: Any = "empirical", solver: str = "cholesky") -> None:
         super().__init__(shrinkage=shrinkage, priors=priors, solver=solver)
         self.n_components = n_components
         self.gamma = gamma

@@ -22,7 +22,9 @@ class KLDAStrategy(TrainingFreeStrategy):
     gamma : float or "scale"
         Kernel width; ``"scale"`` = 1 / (D · Var) of the first task's features.
     shrinkage, priors
-        As ``gda`` (on the random features).
+        As ``gda`` (on the random features). ``priors="empirical"`` (class frequencies of the
+        data seen so far) by default, as RanDumb's ``LinearDiscriminantAnalysis``; ``gda``
+        keeps uniform priors, its paper's.
     random_state : int
     ensemble, alpha_grid, val_fraction
         Zero-shot ensemble as in ``gda`` (off by default: the papers have none).
@@ -36,7 +38,7 @@ class KLDAStrategy(TrainingFreeStrategy):
         n_components: int = 2_000,
         gamma: float | Literal["scale"] = "scale",
         shrinkage: str | float | None = "ks",
-        priors: Literal["uniform", "empirical"] = "uniform",
+        priors: Literal["uniform", "empirical"] = "empirical",
         random_state: int = 0,
         ensemble: bool = False,
         alpha_grid: list[float] | None = None,

@@ -9,8 +9,9 @@ and in every later task (``CTP``)::
 
     CLIP_τc(I, T) + MC(I, T; momentum model, queue) + TP(I, T; previous-task model)
 
-with ``CLIP_τc`` the in-batch contrastive loss over the global batch (CTP fixes
-τc = 0.07; ``contrastive_temperature=None`` keeps CLIP's learned logit scale),
+with ``CLIP_τc`` the in-batch contrastive loss over the global batch (τc = 0.07,
+CTP's fixed value, by default; ``contrastive_temperature=None`` keeps CLIP's learned
+logit scale instead),
 ``MC`` the momentum contrast against the momentum model's features of the batch
 and the queue (:func:`strategies.imagetext.losses.momentum_contrast_loss`), and
 ``TP`` the topology preservation towards the frozen model of the previous task

@@ -158,15 +158,15 @@ class CTPOptions(ContrastiveOptions):
     queue_size : int
         Queued momentum features K (CTP: 1,024); the global batch must divide it.
     contrastive_temperature : float or None
-        τ of the in-batch contrastive term: ``None`` uses CLIP's learned logit scale,
-        0.07 is CTP's fixed value.
+        τ of the in-batch contrastive term: 0.07, CTP's fixed value (``loss_ita`` of
+        ``models/clip_pretrain.py``), by default; ``None`` uses CLIP's learned logit scale.
     """
 
     temperature: float = 0.07
     momentum: float = 0.9
     first_task_momentum: float = 0.995
     queue_size: int = 1024
-    contrastive_temperature: float | None = None
+    contrastive_temperature: float | None = 0.07
 
     def __post_init__(self) -> None:
         super().__post_init__()
