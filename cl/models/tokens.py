@@ -1,4 +1,4 @@
-"""Token-level access to open_clip vision towers: embed, run blocks, pool, prompts and prefixes.
+"""Token-level access to open_clip towers: embed, run blocks, pool, prompts and prefixes.
 
 open_clip's ``VisionTransformer.forward`` is ``_embeds`` → ``transformer`` → ``_pool`` →
 ``@ proj``; its steps are private. This module gives them public, typed names so that a
@@ -12,7 +12,11 @@ composition equals ``model.encode_image`` to 0.0 in float32:
 >>> tokens = run_blocks(visual, tokens, prefixes={2: Prefix(k, v)})
 >>> embedding = pool_and_project(visual, tokens, prompt_tokens=P)   # (B, E)
 
-or in one call, :func:`forward_with_prompts`.
+or in one call, :func:`forward_with_prompts`. Prefixes enter attention concatenated to the
+block's keys and values (``prefix_mode="concat"``, prefix-tuning) or as DIKI's residual
+attention beside the frozen one, with a per-sample weight (``prefix_mode="residual"``; see
+:func:`prefix_attention`). :func:`encode_text` runs the text tower the same way (equal to
+``model.encode_text`` to 0.0 without prefixes).
 
 Supported towers
 ----------------
