@@ -1,26 +1,33 @@
 """Language-guided classifier heads (LingoCL): frozen class-name targets from a language encoder.
 
 Ni et al., "Enhancing Visual Continual Learning with Language-Guided Supervision", CVPR 2024
-(arXiv 2403.16124), §3: instead of a randomly initialised linear head trained on one-hot
-labels, a pretrained language model (PLM) encodes every class name of the label space once;
-these *semantic targets* are frozen and the visual model is trained against them with the
-usual cross-entropy. No reference code is public; the equations implemented (and checked
-term by term in ``tests/models/test_language_head.py``) are
+(arXiv 2403.16124). What the paper's abstract states, and this module implements: instead
+of a randomly initialised classifier head trained on one-hot labels, pretrained language
+models (PLMs) generate a *semantic target* for each class from its name; the targets are
+frozen and serve as the supervision signal while the visual model trains, and they cover
+the semantic correlation between all classes across tasks. No reference code is public.
 
-* targets (§3.2): ``t_c = g(P(name_c)) / ‖g(P(name_c))‖`` for every class c of the whole
-  label space, known from the start (the names of later tasks included), with ``g`` the
-  frozen PLM and ``P`` the prompt template (:data:`TEMPLATE`);
-* a trainable linear projection ``W_p`` from the visual feature size to the PLM's size
-  (the paper's projection layer, needed when the sizes differ);
-* logits ``z_c = cos(W_p h, t_c) / τ`` (``h`` the visual feature, ``τ`` the temperature),
-  trained with cross-entropy over the classes the strategy trains on (the same columns the
+**The paper's method section and its equations could not be read here** (the stored copies
+of the paper return its abstract only), so no equation number is cited and the following
+formulation is *ours*, chosen where the abstract leaves room, each choice an option or a
+constant a user can change; the tests (``tests/models/test_language_head.py``) check this
+formulation term by term, not the paper's:
+
+* targets ``t_c = g(P(name_c)) / ‖g(P(name_c))‖`` for every class c of the whole label
+  space, known from the start (the names of later tasks included — the abstract's "all
+  classes across tasks"), with ``g`` the frozen language encoder and ``P`` the prompt
+  template :data:`TEMPLATE` (ours: CLIP's ``"a photo of a {}."``);
+* a trainable linear projection ``W_p`` from the visual feature size to the encoder's
+  (ours: needed when the sizes differ; a linear layer with a bias);
+* logits ``z_c = cos(W_p h, t_c) / τ`` (``h`` the visual feature): cosine and the
+  temperature τ = 0.1 are ours (a dot product or another τ may be the paper's), trained
+  with the strategy's cross-entropy over the classes it trains on (the same columns the
   one-hot head would use).
 
 Language encoders (:func:`language_encoder`): ``"clip"`` — the run's own open_clip text
 tower (offline with ``toy-clip``); any other value — a ``transformers`` encoder (hub name or
 local directory) loaded with ``AutoTokenizer`` / ``AutoModel``, its last hidden states
-mean-pooled over the attention mask. Choices that are ours where the paper leaves room:
-the template, τ = 0.1 by default, mean pooling for ``transformers`` encoders.
+mean-pooled over the attention mask (pooling: ours too).
 
 Use from any strategy that trains a classifier (prompt methods included)::
 
@@ -154,8 +161,9 @@ def stream_targets(stream: Any, encoder: str, backbone: Any = None, *,
                    template: str = TEMPLATE) -> torch.Tensor:
     """Targets (n_classes, D_t) of every global class of ``stream``, row i = class id i.
 
-    All class names of the stream are known from the start (LingoCL §3.2: the targets of
-    classes of later tasks exist before those tasks are trained).
+    All class names of the stream are known from the start: the targets of classes of later
+    tasks exist before those tasks are trained (LingoCL's abstract: targets of all classes
+    across tasks).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Token-level access to open_clip vision towers: embed, run blocks, pool, prompts and prefixes.
+"""Token-level access to open_clip towers: embed, run blocks, pool, prompts and prefixes.
 
 open_clip's ``VisionTransformer.forward`` is ``_embeds`` → ``transformer`` → ``_pool`` →
 ``@ proj``; its steps are private. This module gives them public, typed names so that a
@@ -12,7 +12,11 @@ composition equals ``model.encode_image`` to 0.0 in float32:
 >>> tokens = run_blocks(visual, tokens, prefixes={2: Prefix(k, v)})
 >>> embedding = pool_and_project(visual, tokens, prompt_tokens=P)   # (B, E)
 
-or in one call, :func:`forward_with_prompts`.
+or in one call, :func:`forward_with_prompts`. Prefixes enter attention concatenated to the
+block's keys and values (``prefix_mode="concat"``, prefix-tuning) or as DIKI's residual
+attention beside the frozen one, with a per-sample weight (``prefix_mode="residual"``; see
+:func:`prefix_attention`). :func:`encode_text` runs the text tower the same way (equal to
+``model.encode_text`` to 0.0 without prefixes).
 
 Supported towers
 ----------------
@@ -96,14 +100,7 @@ def check_tower(visual: nn.Module, *, prefixes: bool = False) -> None:
         raise TypeError("token access does not support towers with an attentional pooler "
                         "(CoCa); use a CLIP ViT backbone.")
     if prefixes:
-        from open_clip.transformer import ResidualAttentionBlock
-        for i, block in enumerate(visual.transformer.resblocks):
-            if not isinstance(block, ResidualAttentionBlock) or hasattr(block, "ln_1_kv"):
-                raise TypeError(
-                    f"prefix-tuning needs nn.MultiheadAttention blocks; block {i} is "
-                    f"{type(block).__name__} (qk-norm / scaled-cosine towers). Use prompts "
-                    "without prefixes, or a CLIP ViT backbone such as 'ViT-B-16:openai'."
-                )
+        _check_blocks(visual.transformer.resblocks, "image")
 
 
 def depth(visual: nn.Module) -> int:
@@ -165,14 +162,36 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     return x.view(b, length, heads, d // heads).transpose(1, 2)
 
 
-def prefix_attention(attn: nn.MultiheadAttention, x: torch.Tensor, prefix: Prefix | None
-                     ) -> torch.Tensor:
+PREFIX_MODES: tuple[str, ...] = ("concat", "residual")
+"""How prefixes enter attention: ``"concat"`` (prefix-tuning, one softmax over ``[p_k; k]``)
+or ``"residual"`` (DIKI's residual attention, a second softmax over the prefixes alone)."""
+
+
+def _float_mask(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """An additive float mask (``-inf`` where a boolean mask is True), as open_clip's."""
+    if mask is None or mask.dtype != torch.bool:
+        return None if mask is None else mask.to(dtype)
+    return torch.zeros_like(mask, dtype=dtype).masked_fill(mask, float("-inf"))
+
+
+def prefix_attention(attn: nn.MultiheadAttention, x: torch.Tensor, prefix: Prefix | None, *,
+                     mode: str = "concat", weight: torch.Tensor | float | None = None,
+                     attn_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Self-attention of ``x`` through ``attn``'s own weights, with prefix keys and values.
 
-    ``softmax(q [p_k; k]ᵀ / √d_h) [p_v; v]`` per head, ``q, k, v = x W_inᵀ + b_in``, then
-    ``out_proj`` — the computation of dualprompt-pytorch's ``PreT_Attention`` and
-    CODA-Prompt's ``Attention`` on open_clip's ``nn.MultiheadAttention`` weights, by
-    :func:`torch.nn.functional.scaled_dot_product_attention`.
+    With ``q, k, v = x W_inᵀ + b_in`` split into heads (d_h per head), ``M`` the additive
+    ``attn_mask`` (0 without one) and ``(p_k, p_v)`` the prefix, per head:
+
+    * ``mode="concat"`` (prefix-tuning, Li & Liang 2021; DualPrompt eq. 2):
+      ``softmax(q [p_k; k]ᵀ / √d_h + [0, M]) [p_v; v]`` — the computation of
+      dualprompt-pytorch's ``PreT_Attention`` and CODA-Prompt's ``Attention``;
+    * ``mode="residual"`` (DIKI, Tang et al. ECCV 2024, §3.2 eq. 3–5; ``lloongx/DIKI``
+      ``clip/attention.py``): ``softmax(q kᵀ / √d_h + M) v + w · softmax(q p_kᵀ / √d_h) p_v``
+      — the pre-trained attention untouched, plus an unmasked attention over the prefixes
+      alone scaled per sample by ``weight`` ``w`` (1 when ``None``);
+
+    then ``out_proj``, by :func:`torch.nn.functional.scaled_dot_product_attention`. Prefixes
+    are not projected by ``W_k, W_v`` in either mode.
 
     Parameters
     ----------
@@ -182,49 +201,121 @@ def prefix_attention(attn: nn.MultiheadAttention, x: torch.Tensor, prefix: Prefi
         The normalised block input (``ln_1(x)``), batch first.
     prefix : Prefix or None
         Keys and values (B, P, D) or (P, D); ``None`` or P = 0 attends to ``x`` only.
+    mode : {"concat", "residual"}
+        See above (:data:`PREFIX_MODES`).
+    weight : torch.Tensor of shape (B,) or (), float, or None
+        ``w`` of ``mode="residual"``, per sample or one for the batch.
+    attn_mask : torch.Tensor, shape (L, L), optional
+        Additive float or boolean (True = masked) mask of the self part, e.g. the text
+        tower's causal ``model.attn_mask``; prefix positions are never masked.
 
     Returns
     -------
     torch.Tensor, shape (B, L, D)
+
+    Raises
+    ------
+    ValueError
+        An unknown ``mode``, a ``weight`` with ``mode="concat"``, or shapes that do not fit.
     """
+    if mode not in PREFIX_MODES:
+        raise ValueError(f"prefix mode {mode!r} is not one of {list(PREFIX_MODES)}.")
+    if weight is not None and mode != "residual":
+        raise ValueError("a prefix weight scales the residual prefix term; use "
+                         "mode='residual' or leave weight out.")
     if not attn._qkv_same_embed_dim or attn.in_proj_weight is None:
         raise TypeError("prefix attention needs nn.MultiheadAttention with packed q/k/v weights.")
-    heads = attn.num_heads
+    heads, batch = attn.num_heads, x.shape[0]
     q, k, v = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    mask = _float_mask(attn_mask, q.dtype)
+    dropout = attn.dropout if attn.training else 0.0
+    pk = pv = None
     if prefix is not None:
-        pk, pv = (p.unsqueeze(0).expand(x.shape[0], -1, -1) if p.dim() == 2 else p
-                  for p in prefix)
-        if pk.shape != pv.shape or pk.shape[0] != x.shape[0] or pk.shape[2] != x.shape[2]:
+        pk, pv = (p.unsqueeze(0).expand(batch, -1, -1) if p.dim() == 2 else p for p in prefix)
+        if pk.shape != pv.shape or pk.shape[0] != batch or pk.shape[2] != x.shape[2]:
             raise ValueError(f"prefix key {tuple(pk.shape)} / value {tuple(pv.shape)} do not "
                              f"fit tokens {tuple(x.shape)}; give (B, P, D) or (P, D) with "
                              f"D = {x.shape[2]}.")
-        k = torch.cat([pk.to(k.dtype), k], dim=1)
-        v = torch.cat([pv.to(v.dtype), v], dim=1)
-    dropout = attn.dropout if attn.training else 0.0
-    out = F.scaled_dot_product_attention(_heads(q, heads), _heads(k, heads), _heads(v, heads),
-                                         dropout_p=dropout)
+        pk, pv = pk.to(k.dtype), pv.to(v.dtype)
+        if mode == "concat":
+            k, v = torch.cat([pk, k], dim=1), torch.cat([pv, v], dim=1)
+            mask = None if mask is None else F.pad(mask, (pk.shape[1], 0))
+    qh = _heads(q, heads)
+    out = F.scaled_dot_product_attention(qh, _heads(k, heads), _heads(v, heads),
+                                         attn_mask=mask, dropout_p=dropout)
+    if pk is not None and mode == "residual":
+        extra = F.scaled_dot_product_attention(qh, _heads(pk, heads), _heads(pv, heads),
+                                               dropout_p=dropout)
+        if weight is not None:
+            w = torch.as_tensor(weight, dtype=extra.dtype, device=extra.device)
+            if w.numel() not in (1, batch):
+                raise ValueError(f"prefix weight of shape {tuple(w.shape)} does not fit a "
+                                 f"batch of {batch}; give (B,) or one number.")
+            extra = extra * w.reshape(-1, 1, 1, 1)
+        out = out + extra
     out = out.transpose(1, 2).reshape(x.shape)
     return attn.out_proj(out)
 
 
-def block_forward(block: nn.Module, x: torch.Tensor, prefix: Prefix | None = None) -> torch.Tensor:
+def block_forward(block: nn.Module, x: torch.Tensor, prefix: Prefix | None = None, *,
+                  mode: str = "concat", weight: torch.Tensor | float | None = None,
+                  attn_mask: torch.Tensor | None = None) -> torch.Tensor:
     """One residual block on batch-first tokens (B, L, D), with an optional prefix.
 
     Without a prefix, or with an empty one (P = 0: attention over no extra keys is the
-    same function), this is the block's own ``forward``, bit for bit. With one, its
-    attention is :func:`prefix_attention` and the rest (``ln_1``, ``ls_1``, ``ln_2``, MLP,
-    ``ls_2``) is the block's, as open_clip's ``ResidualAttentionBlock.forward``.
+    same function), this is the block's own ``forward(x, attn_mask=attn_mask)``, bit for
+    bit. With one, its attention is :func:`prefix_attention` (``mode``, ``weight``,
+    ``attn_mask`` passed on) and the rest (``ln_1``, ``ls_1``, ``ln_2``, MLP, ``ls_2``) is
+    the block's, as open_clip's ``ResidualAttentionBlock.forward``.
     :func:`prefix_attention` itself equals ``nn.MultiheadAttention`` to float32 rounding
     (another kernel order; measured ≤ 3e-7 on ``toy-clip``), not bit for bit.
     """
     if prefix is None or prefix.key.shape[-2] == 0:
-        return block(x)
-    x = x + block.ls_1(prefix_attention(block.attn, block.ln_1(x), prefix))
+        return block(x, attn_mask=attn_mask)
+    attended = prefix_attention(block.attn, block.ln_1(x), prefix, mode=mode, weight=weight,
+                                attn_mask=attn_mask)
+    x = x + block.ls_1(attended)
     return x + block.ls_2(block.mlp(block.ln_2(x)))
 
 
+def _check_blocks(blocks: nn.ModuleList, what: str) -> None:
+    from open_clip.transformer import ResidualAttentionBlock
+    for i, block in enumerate(blocks):
+        if not isinstance(block, ResidualAttentionBlock) or hasattr(block, "ln_1_kv"):
+            raise TypeError(
+                f"prefix-tuning needs nn.MultiheadAttention blocks; {what} block {i} is "
+                f"{type(block).__name__} (qk-norm / scaled-cosine towers). Use prompts "
+                "without prefixes, or a CLIP ViT backbone such as 'ViT-B-16:openai'."
+            )
+
+
+def _run(blocks: nn.ModuleList, tokens: torch.Tensor, start: int, stop: int | None,
+         prefixes: Mapping[int, Prefix], mode: str, weight: torch.Tensor | float | None,
+         attn_mask: torch.Tensor | None, batch_first: bool) -> torch.Tensor:
+    n = len(blocks)
+    stop = n if stop is None else stop
+    if not 0 <= start <= stop <= n:
+        raise ValueError(f"block range {start}:{stop} is outside the tower's {n} blocks.")
+    bad = [layer for layer in prefixes if not 0 <= layer < n]
+    if bad:
+        raise ValueError(f"prefix layer {bad[0]} is outside the tower's blocks 0…{n - 1}.")
+    if mode not in PREFIX_MODES:
+        raise ValueError(f"prefix mode {mode!r} is not one of {list(PREFIX_MODES)}.")
+    for i in range(start, stop):
+        prefix = prefixes.get(i)
+        if prefix is not None and prefix.key.shape[-2] == 0:
+            prefix = None  # attention over no extra keys: the block's own forward
+        if prefix is None and not batch_first:
+            tokens = blocks[i](tokens.transpose(0, 1), attn_mask=attn_mask).transpose(0, 1)
+        else:
+            tokens = block_forward(blocks[i], tokens, prefix, mode=mode, weight=weight,
+                                   attn_mask=attn_mask)
+    return tokens
+
+
 def run_blocks(visual: nn.Module, tokens: torch.Tensor, start: int = 0, stop: int | None = None,
-               *, prefixes: Mapping[int, Prefix] | None = None) -> torch.Tensor:
+               *, prefixes: Mapping[int, Prefix] | None = None, prefix_mode: str = "concat",
+               prefix_weight: torch.Tensor | float | None = None) -> torch.Tensor:
     """Run blocks ``start … stop-1`` of the tower on batch-first tokens.
 
     Parameters
@@ -237,6 +328,10 @@ def run_blocks(visual: nn.Module, tokens: torch.Tensor, start: int = 0, stop: in
         ``visual.transformer.resblocks``.
     prefixes : mapping of int to Prefix, optional
         Prefix keys/values by absolute block index; blocks outside the range ignore theirs.
+    prefix_mode : {"concat", "residual"}
+        How the prefixes enter attention (:func:`prefix_attention`).
+    prefix_weight : torch.Tensor of shape (B,) or (), float, or None
+        ``w`` of the residual prefix term, every prefixed block.
 
     Returns
     -------
@@ -245,28 +340,70 @@ def run_blocks(visual: nn.Module, tokens: torch.Tensor, start: int = 0, stop: in
     Raises
     ------
     ValueError
-        A range or prefix layer outside ``0 … depth-1``.
+        A range or prefix layer outside ``0 … depth-1``, or an unknown ``prefix_mode``.
     """
     prefixes = dict(prefixes or {})
     check_tower(visual, prefixes=bool(prefixes))
-    blocks = visual.transformer.resblocks
-    n = len(blocks)
-    stop = n if stop is None else stop
-    if not 0 <= start <= stop <= n:
-        raise ValueError(f"block range {start}:{stop} is outside the tower's {n} blocks.")
-    bad = [layer for layer in prefixes if not 0 <= layer < n]
-    if bad:
-        raise ValueError(f"prefix layer {bad[0]} is outside the tower's blocks 0…{n - 1}.")
-    batch_first = getattr(visual.transformer, "batch_first", True)
-    for i in range(start, stop):
-        prefix = prefixes.get(i)
-        if prefix is not None and prefix.key.shape[-2] == 0:
-            prefix = None  # attention over no extra keys: the block's own forward
-        if prefix is None and not batch_first:
-            tokens = blocks[i](tokens.transpose(0, 1)).transpose(0, 1)
-        else:
-            tokens = block_forward(blocks[i], tokens, prefix)
-    return tokens
+    return _run(visual.transformer.resblocks, tokens, start, stop, prefixes, prefix_mode,
+                prefix_weight, None, getattr(visual.transformer, "batch_first", True))
+
+
+def check_text_tower(model: nn.Module, *, prefixes: bool = False) -> None:
+    """Raise ``TypeError`` unless ``model`` is an open_clip ``CLIP`` with its own text tower
+    (``token_embedding``, ``transformer``, ``attn_mask``); with ``prefixes``, also require
+    ``ResidualAttentionBlock`` blocks. ``CustomTextCLIP`` (Hugging Face text towers) is not
+    supported."""
+    if not all(hasattr(model, a) for a in ("token_embedding", "transformer", "ln_final")):
+        raise TypeError(
+            f"text token access needs an open_clip CLIP with its own text transformer, got "
+            f"{type(model).__name__}; use e.g. 'ViT-B-16:openai' or 'toy-clip' (Hugging Face "
+            "text towers are not supported)."
+        )
+    if prefixes:
+        _check_blocks(model.transformer.resblocks, "text")
+
+
+def encode_text(model: nn.Module, text: torch.Tensor, *,
+                prefixes: Mapping[int, Prefix] | None = None, prefix_mode: str = "concat",
+                prefix_weight: torch.Tensor | float | None = None,
+                normalize: bool = False) -> torch.Tensor:
+    """The text tower's embedding with prefixes; ``model.encode_text`` without.
+
+    open_clip's ``CLIP.encode_text`` step by step — token and positional embedding, the
+    blocks under the causal ``model.attn_mask`` (prefix positions unmasked), ``ln_final``,
+    the end-of-text pooling, ``text_projection`` — with :func:`block_forward` in the blocks
+    that have a prefix. Equal to ``model.encode_text`` to 0.0 without prefixes (tested).
+
+    Parameters
+    ----------
+    model : nn.Module
+        An open_clip ``CLIP`` (:func:`check_text_tower`).
+    text : torch.Tensor, shape (B, L)
+        Token ids from the backbone's tokenizer.
+    prefixes, prefix_mode, prefix_weight
+        As :func:`run_blocks`, for the text blocks.
+    normalize : bool
+        L2-normalise the output.
+
+    Returns
+    -------
+    torch.Tensor, shape (B, E)
+    """
+    from open_clip.transformer import text_global_pool
+
+    prefixes = dict(prefixes or {})
+    check_text_tower(model, prefixes=bool(prefixes))
+    transformer = model.transformer
+    cast_dtype = transformer.get_cast_dtype()
+    x = model.token_embedding(text).to(cast_dtype) + model.positional_embedding.to(cast_dtype)
+    x = _run(transformer.resblocks, x, 0, None, prefixes, prefix_mode, prefix_weight,
+             model.attn_mask, getattr(transformer, "batch_first", True))
+    x = text_global_pool(model.ln_final(x), text, model.text_pool_type,
+                         eos_token_id=getattr(model, "text_eos_id", None))
+    if model.text_projection is not None:
+        x = (model.text_projection(x) if isinstance(model.text_projection, nn.Linear)
+             else x @ model.text_projection)
+    return F.normalize(x, dim=-1) if normalize else x
 
 
 def pool_and_project(visual: nn.Module, tokens: torch.Tensor, *, prompt_tokens: int = 0,
@@ -331,6 +468,8 @@ def pool_prompts(visual: nn.Module, tokens: torch.Tensor, prompt_tokens: int, *,
 def forward_with_prompts(visual: nn.Module, images: torch.Tensor, *,
                          prompts: torch.Tensor | None = None, prompt_layer: int = 0,
                          prefixes: Mapping[int, Prefix] | None = None,
+                         prefix_mode: str = "concat",
+                         prefix_weight: torch.Tensor | float | None = None,
                          pool: str = "default") -> torch.Tensor:
     """The tower's embedding with prompt tokens and/or prefixes; ``model.encode_image`` without.
 
@@ -345,6 +484,8 @@ def forward_with_prompts(visual: nn.Module, images: torch.Tensor, *,
         Block index before which the prompts are inserted (0 … depth-1).
     prefixes : mapping of int to Prefix, optional
         Prefix keys/values by block index.
+    prefix_mode, prefix_weight
+        How the prefixes enter attention, as :func:`run_blocks`.
     pool : {"default", "prompts"}
         ``"default"``: the tower's own pooling with the prompts left out
         (:func:`pool_and_project`); ``"prompts"``: the mean of the prompt outputs
@@ -359,20 +500,21 @@ def forward_with_prompts(visual: nn.Module, images: torch.Tensor, *,
     tokens = embed_tokens(visual, images)
     n = depth(visual)
     count = 0
+    how = {"prefixes": prefixes, "prefix_mode": prefix_mode, "prefix_weight": prefix_weight}
     if prompts is not None:
         if not 0 <= prompt_layer < n:
             raise ValueError(f"prompt_layer={prompt_layer} is outside the tower's blocks 0…{n - 1}.")
-        tokens = run_blocks(visual, tokens, 0, prompt_layer, prefixes=prefixes)
+        tokens = run_blocks(visual, tokens, 0, prompt_layer, **how)
         count = prompts.shape[-2]
         tokens = insert_prompts(tokens, prompts)
-        tokens = run_blocks(visual, tokens, prompt_layer, None, prefixes=prefixes)
+        tokens = run_blocks(visual, tokens, prompt_layer, None, **how)
     else:
-        tokens = run_blocks(visual, tokens, prefixes=prefixes)
+        tokens = run_blocks(visual, tokens, **how)
     if pool == "prompts":
         return pool_prompts(visual, tokens, count)
     return pool_and_project(visual, tokens, prompt_tokens=count)
 
 
-__all__ = ["Prefix", "block_forward", "check_tower", "depth", "embed_tokens",
-           "forward_with_prompts", "insert_prompts", "pool_and_project", "pool_prompts",
-           "prefix_attention", "run_blocks"]
+__all__ = ["PREFIX_MODES", "Prefix", "block_forward", "check_text_tower", "check_tower",
+           "depth", "embed_tokens", "encode_text", "forward_with_prompts", "insert_prompts",
+           "pool_and_project", "pool_prompts", "prefix_attention", "run_blocks"]

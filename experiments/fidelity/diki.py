@@ -35,7 +35,7 @@ def _attention_rows(ref_attention, backbone):
 
     import torch
 
-    from strategies.adaptation.diki_attention import ResidualPrefixAttention, routed
+    from cl.models.tokens import Prefix, prefix_attention
 
     rows = []
     g = torch.Generator().manual_seed(0)
@@ -43,9 +43,7 @@ def _attention_rows(ref_attention, backbone):
                          ("text", backbone.model.transformer.resblocks[0])):
         mha = copy.deepcopy(block.attn).double()
         dim, heads = mha.embed_dim, mha.num_heads
-        ours = ResidualPrefixAttention(mha, pool_size=3, prefix_len=4).double()
-        with torch.no_grad():
-            ours.prefix_pool.normal_(generator=g)
+        pool = torch.randn(3, 2, 4, dim, generator=g, dtype=torch.float64)
         ref = ref_attention.MultiheadAttention(dim, heads, prefix_pool_size=3, prefix_len=4)
         with torch.no_grad():
             ref.in_proj_weight.copy_(mha.in_proj_weight)
@@ -53,22 +51,22 @@ def _attention_rows(ref_attention, backbone):
             ref.out_proj.weight.copy_(mha.out_proj.weight)
             ref.out_proj.bias.copy_(mha.out_proj.bias)
         ref = ref.double()
-        ref.prefix_pool = torch.nn.Parameter(ours.prefix_pool.detach().clone())
+        ref.prefix_pool = torch.nn.Parameter(pool.clone())
         batch, length = 4, 7
         x = torch.randn(batch, length, dim, generator=g, dtype=torch.float64)
         if tower == "image":
             ids, weight, mask = torch.tensor([2, 0, 1, 2]), torch.rand(batch, generator=g,
                                                                        dtype=torch.float64), None
             ref_ids, ref_weight = ids.view(batch, 1), weight
-            route = (ids, weight)
+            prefix = Prefix(pool[ids, 0], pool[ids, 1])          # per-sample (B, L, D)
         else:
-            w = torch.rand((), generator=g, dtype=torch.float64)
+            weight = torch.rand((), generator=g, dtype=torch.float64)
             mask = backbone.model.attn_mask[:length, :length].double()
-            ref_ids, ref_weight = torch.tensor([[1]]), w.repeat(batch)
-            route = (torch.tensor(1), w)
+            ref_ids, ref_weight = torch.tensor([[1]]), weight.repeat(batch)
+            prefix = Prefix(pool[1, 0], pool[1, 1])              # one for the batch (L, D)
         with torch.no_grad():
-            with routed([ours], *route):
-                mine = ours(x, x, x, attn_mask=mask)[0]
+            mine = prefix_attention(mha, x, prefix, mode="residual", weight=weight,
+                                    attn_mask=mask)
             theirs = ref(x.transpose(0, 1), x.transpose(0, 1), x.transpose(0, 1),
                          attn_mask=mask, prompt_ids=ref_ids, batch_weight=ref_weight)[0]
         a, r = common.max_diff(mine, theirs.transpose(0, 1))
@@ -107,7 +105,7 @@ def run(refs: common.Refs) -> list[common.Row]:
 
     backbone = create_backbone("toy-clip")
     model = backbone.model.eval()
-    rows = _attention_rows(common.import_file(src / "clip" / "attention.py", "diki_attention"),
+    rows = _attention_rows(common.import_file(src / "clip" / "attention.py", "ref_attention"),
                            backbone)
 
     # task Gaussians: the reference's own lines of train_one_task on the same features

@@ -1,9 +1,10 @@
-"""LingoCL's language-guided head against the paper's equations (no reference code is public).
+"""LingoCL's language-guided head against our formulation written out (no reference code is public).
 
 Ni et al., "Enhancing Visual Continual Learning with Language-Guided Supervision", CVPR 2024
-(arXiv 2403.16124), §3. No implementation was published, so the comparison is with the
-equations written out independently here in numpy (float64), on toy-clip's real text tower
-and the head of a ``finetune`` run:
+(arXiv 2403.16124). No implementation was published and the paper's method section could not
+be read here (abstract only; ``docs/lingo.md``), so the comparison is with the formulation of
+:mod:`cl.models.language_head` written out independently here in numpy (float64), on
+toy-clip's real text tower and the head of a ``finetune`` run:
 
 * semantic targets ``t_c = g(P(name_c)) / ‖g(P(name_c))‖`` with ``P = "a photo of a {}."``
   and ``g`` toy-clip's text tower (ours: :func:`cl.models.language_head.language_targets`);
@@ -16,7 +17,7 @@ from __future__ import annotations
 import common
 
 NAME = "lingo"
-DESCRIPTION = "LingoCL language-guided head vs the paper's equations (no public code)"
+DESCRIPTION = "LingoCL language-guided head vs its formulation written out (no public code)"
 REFERENCES: tuple[common.Reference, ...] = ()
 
 

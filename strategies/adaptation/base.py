@@ -158,6 +158,11 @@ class AdaptingStrategy(Strategy):
         """Image embeddings (B, D) the task loss sees (L2-normalised CLIP embeddings)."""
         return model.encode_image(x, normalize=True)
 
+    def _encode_prompts(self, model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings (C, D) of tokenized prompts (C, L) in training and in
+        :meth:`text_embeddings` (L2-normalised CLIP embeddings)."""
+        return model.encode_text(tokens, normalize=True)
+
     def _extra_terms(self, model: nn.Module, step: int, ctx: Context) -> list[Term]:
         """Loss terms added to the task loss at ``step``."""
         return []
@@ -292,7 +297,7 @@ class AdaptingStrategy(Strategy):
                     if space.changed or text_trains:
                         tokens = tokenizer(space.prompts()).to(device)
                         with torch.set_grad_enabled(text_trains):
-                            text = model.encode_text(tokens, normalize=True)
+                            text = self._encode_prompts(model, tokens)
                         space.changed = False
                     image = self._encode_batch(model, x.to(device)) if len(x) else None
                 task_loss = (self._task_loss(model, image, text, target) if image is not None
@@ -369,7 +374,7 @@ class AdaptingStrategy(Strategy):
             device = next(model.parameters()).device
             with self.autocast(device):
                 tokens = self._backbone.tokenizer(prompts(label_space)).to(device)
-                text = model.encode_text(tokens, normalize=True)
+                text = self._encode_prompts(model, tokens)
             text = self._text_cache[(label_space, key)] = text.float()
         return text
 

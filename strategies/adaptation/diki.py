@@ -3,10 +3,14 @@
 DIKI (Tang et al., "Mind the Interference", ECCV 2024; reference ``lloongx/DIKI`` @
 8ef89e794cca58134d75228ba2950ec67134491f, ``DIKI/DIKI.py``, ``configs/MTIL.yaml``):
 
-* **Residual attention prompts** (§3.2): the first ``depth_vision`` / ``depth_text`` blocks
-  of both towers get a pool of per-task prefix keys and values, attended to *beside* the
-  frozen self-attention (:mod:`strategies.adaptation.diki_attention`). Only the prefixes
-  train: SGD at lr 5 with cosine decay to lr·10⁻³, no momentum or weight decay, the CLIP
+* **Residual attention prompts** (§3.2, Eq. 3–5): the first ``depth_vision`` /
+  ``depth_text`` blocks of both towers get a pool of per-task prefix keys and values
+  (:class:`DIKIPrefixes`: keys U(−1, 1), values 0, so a fresh prefix changes nothing),
+  attended to *beside* the frozen self-attention — ``softmax(q kᵀ/√d + M) v + w ·
+  softmax(q P_kᵀ/√d) P_v`` — through the public token access
+  (:func:`cl.models.tokens.forward_with_prompts` and :func:`cl.models.tokens.encode_text`
+  with ``prefix_mode="residual"``); the backbone itself is never modified. Only the
+  prefixes train: SGD at lr 5 with cosine decay to lr·10⁻³, no momentum or weight decay, the CLIP
   cross-entropy over the task's class prompts; task t trains prefix slot t.
 * **Distribution-aware calibration** (§3.3, Eq. 6–8): before training task t, the frozen
   model's L2-normalised image features of its training images give a Gaussian
@@ -32,14 +36,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.distributions import MultivariateNormal
 
 from cl.core.strategy import Context, TaskData
+from cl.models import tokens
 from cl.runtime.data import loader
 from strategies.adaptation.base import AdaptingStrategy
 from strategies.adaptation.clip_objective import prompts
-from strategies.adaptation.diki_attention import install, installed, routed, uninstall
 from strategies.adaptation.options import TrainingOptions, check_number, check_positive_int
 from streams.core import LabelSpace
 
@@ -116,6 +121,51 @@ def majority(ids: torch.Tensor) -> torch.Tensor:
     return values[torch.topk(counts, k=1).indices][0]
 
 
+class DIKIPrefixes(nn.Module):
+    """DIKI's prefix pools: per prefixed block of each tower, one key/value pair per task.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The open_clip CLIP whose first ``depth_vision`` image and ``depth_text`` text blocks
+        get pools (widths and dtype are read from their attention).
+    depths : tuple of int
+        ``(depth_vision, depth_text)``.
+    pool_size : int
+        Pairs per block (one per task of the stream).
+    lengths : tuple of int
+        Prefix tokens ``(L_vision, L_text)``.
+    generator : torch.Generator
+        Source of the keys' U(−1, 1) draws (image blocks first, then text, block by block).
+
+    Attributes
+    ----------
+    vision, text : nn.ParameterList of (pool_size, 2, L, D)
+        ``[:, 0]`` keys (U(−1, 1)), ``[:, 1]`` values (0), as the reference's ``prefix_pool``.
+    """
+
+    def __init__(self, model: nn.Module, depths: tuple[int, int], pool_size: int,
+                 lengths: tuple[int, int], generator: torch.Generator) -> None:
+        super().__init__()
+        towers = (("vision", model.visual.transformer.resblocks),
+                  ("text", model.transformer.resblocks))
+        for (tower, blocks), depth, length in zip(towers, depths, lengths, strict=True):
+            if not 0 <= depth <= len(blocks):
+                raise ValueError(f"DIKI {tower} depth must be in [0, {len(blocks)}] for this "
+                                 f"backbone, got {depth}.")
+            pools = []
+            for block in blocks[:depth]:
+                pool = torch.zeros(pool_size, 2, length, block.attn.embed_dim)
+                pool[:, 0].uniform_(-1.0, 1.0, generator=generator)
+                pools.append(nn.Parameter(pool.to(block.attn.in_proj_weight.dtype)))
+            setattr(self, tower, nn.ParameterList(pools))
+
+    def prefixes(self, tower: str, task: torch.Tensor) -> dict[int, tokens.Prefix]:
+        """``{block: Prefix}`` of task ``task`` (a scalar tensor: one pair for the batch)."""
+        return {i: tokens.Prefix(pool[task, 0], pool[task, 1])
+                for i, pool in enumerate(getattr(self, tower))}
+
+
 class DIKI(AdaptingStrategy):
     """DIKI: residual prefix attention per task, calibrated by each task's feature distribution.
 
@@ -135,6 +185,9 @@ class DIKI(AdaptingStrategy):
         super().__init__(replace(options or DIKIOptions(), **overrides))
         self._means: list[torch.Tensor] = []
         self._covariances: list[torch.Tensor] = []
+        self._prefixes: DIKIPrefixes | None = None
+        #: (task, image weight, text weight) the encoders use; None: the frozen model
+        self._route: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
 
     def _check_backbone(self, backbone: Any, model: nn.Module) -> None:
         if not getattr(backbone, "has_text", False) or \
@@ -143,31 +196,46 @@ class DIKI(AdaptingStrategy):
                              f"{backbone.name!r} is not one (use e.g. 'ViT-B-16:openai').")
 
     # -- prefixes ---------------------------------------------------------------------------
-    def _modules(self, model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
-        return installed(model, "vision"), installed(model, "text")
-
     def _install(self, model: nn.Module, pool_size: int, generator: torch.Generator) -> None:
-        vision, text = self._modules(model)
-        if vision or text:
+        if self._prefixes is not None:
             return
+        tokens.check_tower(model.visual, prefixes=True)
+        tokens.check_text_tower(model, prefixes=True)
         o = self.options
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        g = torch.Generator().manual_seed(seed)
-        device = next(model.parameters()).device
-        install(model, "vision", o.depth_vision, pool_size, o.prefix_len_vision, generator=g)
-        install(model, "text", o.depth_text, pool_size, o.prefix_len_text, generator=g)
-        model.to(device)
+        self._prefixes = DIKIPrefixes(
+            model, (o.depth_vision, o.depth_text), pool_size,
+            (o.prefix_len_vision, o.prefix_len_text), torch.Generator().manual_seed(seed),
+        ).to(next(model.parameters()).device)
 
-    def prefix_parameters(self, model: nn.Module) -> dict[str, nn.Parameter]:
-        """``{name: prefix pool}`` of every wrapped block (vision first)."""
-        return {n: p for n, p in model.named_parameters() if n.endswith("prefix_pool")}
+    def prefix_parameters(self) -> dict[str, nn.Parameter]:
+        """``{name: prefix pool}`` (``vision.i``, ``text.i`` for block i; empty before the
+        first task)."""
+        return {} if self._prefixes is None else dict(self._prefixes.named_parameters())
 
     def _begin_task(self, model: nn.Module, ctx: Context) -> None:
         self._install(model, len(ctx.stream), ctx.generator)
-        pool = next(iter(self.prefix_parameters(model).values()), None)
+        pool = next(iter(self.prefix_parameters().values()), None)
         if pool is not None and ctx.task_index >= pool.shape[0]:
             raise ValueError(f"diki has {pool.shape[0]} prefix slots but task index "
                              f"{ctx.task_index}; resume with the run's own stream.")
+
+    def _encode_batch(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Normalised image embeddings (B, D) with the routed task's residual prefixes."""
+        if self._route is None or self._prefixes is None:
+            return super()._encode_batch(model, x)
+        task, weight, _ = self._route
+        return F.normalize(tokens.forward_with_prompts(
+            model.visual, x, prefixes=self._prefixes.prefixes("vision", task),
+            prefix_mode="residual", prefix_weight=weight), dim=-1)
+
+    def _encode_prompts(self, model: nn.Module, text: torch.Tensor) -> torch.Tensor:
+        """Normalised prompt embeddings (C, D) with the routed task's residual prefixes."""
+        if self._route is None or self._prefixes is None:
+            return super()._encode_prompts(model, text)
+        task, _, weight = self._route
+        return tokens.encode_text(model, text, prefixes=self._prefixes.prefixes("text", task),
+                                  prefix_mode="residual", prefix_weight=weight, normalize=True)
 
     # -- training ---------------------------------------------------------------------------
     def frozen_features(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -187,13 +255,14 @@ class DIKI(AdaptingStrategy):
         mean, cov = task_statistics(torch.cat(feats), self.options.covariance_eps)
         self._means.append(mean.cpu())
         self._covariances.append(cov.cpu())
-        task = torch.tensor(ctx.task_index, device=device)
-        vision, text = self._modules(model)
-        with routed(vision + text, task, None):
+        self._route = (torch.tensor(ctx.task_index, device=device), None, None)
+        try:
             super().train_task(data, ctx)
+        finally:
+            self._route = None
 
     def _param_groups(self, model: nn.Module, ctx: Context) -> list[dict[str, Any]]:
-        return [{"params": list(self.prefix_parameters(model).values())}]
+        return [{"params": list(self.prefix_parameters().values())}]
 
     def _optimizer(self, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=lr, weight_decay=self.options.weight_decay)
@@ -215,38 +284,47 @@ class DIKI(AdaptingStrategy):
         ids, weight = calibrate(frozen, torch.stack(self._means).to(device),
                                 torch.stack(self._covariances).to(device),
                                 self.options.calibration_scale)
-        task = majority(ids)
-        vision, text = self._modules(model)
-        tokens = self._backbone.tokenizer(prompts(label_space)).to(device)
-        with self.autocast(device):
-            with routed(vision, task, weight):
-                image = model.encode_image(images, normalize=True)
-            with routed(text, task, weight.mean()):
-                words = model.encode_text(tokens, normalize=True)
+        text = self._backbone.tokenizer(prompts(label_space)).to(device)
+        self._route = (majority(ids), weight, weight.mean())
+        try:
+            with self.autocast(device):
+                image = self._encode_batch(model, images)
+                words = self._encode_prompts(model, text)
+        finally:
+            self._route = None
         return model.logit_scale.exp().float() * image.float() @ words.float().T
 
     # -- state ------------------------------------------------------------------------------
     def _state(self, model: nn.Module) -> dict[str, Any]:
         return {"prefixes": {n: p.detach().cpu().clone()
-                             for n, p in self.prefix_parameters(model).items()},
+                             for n, p in self.prefix_parameters().items()},
                 "means": torch.stack(self._means), "covariances": torch.stack(self._covariances)}
 
     def _restore(self, model: nn.Module, state: dict[str, Any]) -> None:
         prefixes = state["prefixes"]
-        pool_size = next(iter(prefixes.values())).shape[0]
-        self._install(model, pool_size, torch.Generator().manual_seed(0))
-        self.write_parameters(model, prefixes)
+        self._prefixes = None
+        self._install(model, next((v.shape[0] for v in prefixes.values()), 1),
+                      torch.Generator().manual_seed(0))
+        params = self.prefix_parameters()
+        if set(prefixes) != set(params) or any(params[k].shape != v.shape
+                                               for k, v in prefixes.items()):
+            raise ValueError(f"diki state holds prefixes {sorted(prefixes)[:4]} that do not fit "
+                             f"depth_vision/depth_text/prefix lengths of these options and "
+                             f"backbone {self._backbone.name!r}; resume with the run's own "
+                             "options and backbone.")
+        with torch.no_grad():
+            for name, value in prefixes.items():
+                params[name].copy_(torch.as_tensor(value))
         self._means = list(torch.as_tensor(state["means"]).unbind(0))
         self._covariances = list(torch.as_tensor(state["covariances"]).unbind(0))
 
     def _reset(self) -> None:
         self._means, self._covariances = [], []
-        if self._backbone is not None:  # the next task installs fresh prefixes
-            uninstall(self._backbone.model)
+        self._prefixes, self._route = None, None  # the next task draws fresh prefixes
 
     def memory_bytes(self) -> int:
         """The Gaussians kept per task (means and covariances), in bytes."""
         return sum(t.numel() * t.element_size() for t in (*self._means, *self._covariances))
 
 
-__all__ = ["DIKI", "DIKIOptions", "calibrate", "majority", "task_statistics"]
+__all__ = ["DIKI", "DIKIOptions", "DIKIPrefixes", "calibrate", "majority", "task_statistics"]

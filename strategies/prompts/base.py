@@ -8,8 +8,12 @@ stays frozen; a method adds its prompts (and keys) and says how an image is prom
   before the projection — the [CLS] "pre-logits" the references take from their
   ``original_model`` (:meth:`query`);
 * the **classifier** (``head``): ``"linear"``, the references' linear layer over every
-  class of the stream on the prompted model's pooled feature (width D); or ``"text"``,
-  CLIP's frozen text classifier ``s · î·t̂ᵀ`` on the projected feature;
+  class of the stream on the prompted model's pooled feature (width D); ``"text"``,
+  CLIP's frozen text classifier ``s · î·t̂ᵀ`` on the projected feature; or ``"language"``,
+  LingoCL's language-guided head (:class:`cl.models.language_head.LanguageHead`: targets
+  of every class name of the stream from ``language_encoder``, built once and frozen, a
+  trainable projection W_p: D → D_t drawn as the linear head would be, cosine logits at
+  ``head_temperature``) on the same pooled feature as the linear head;
 * the **old-class logit masking** of training (``train_mask``,
   :func:`~strategies.prompts.losses.mask_logits`) and the loss: cross-entropy of the
   masked logits plus the method's own terms (L2P/DualPrompt: ``−λ · pull``, L2P eq. 5;
@@ -31,6 +35,7 @@ from torch import nn
 
 from cl.core.strategy import Context
 from cl.models import tokens
+from cl.models.language_head import LanguageHead, stream_targets
 from strategies.adaptation.training import TrainingStrategy
 from strategies.prompts.losses import mask_logits
 from strategies.prompts.options import PromptOptions
@@ -63,22 +68,33 @@ class PromptStrategy(TrainingStrategy):
     def build(self, model: nn.Module, ctx: Context) -> dict[str, nn.Module]:
         tokens.check_tower(model.visual, prefixes=True)
         self.prompt_layers: dict[str, tuple[int, ...]] = {}
-        self._stream, self._task = ctx.stream, 0
+        # a restored strategy is built lazily, by its first predict: keep the last task trained
+        self._stream, self._task = ctx.stream, max(self._tasks_trained - 1, 0)
         generator = torch.Generator().manual_seed(ctx.seed)
         modules = self.build_prompts(model, ctx, generator)
-        if self.options.head == "linear":
-            width = model.visual.transformer.width
-            head = nn.Linear(width, ctx.stream.n_classes)
-            with torch.no_grad():
-                if self.timm_head_init:
-                    nn.init.trunc_normal_(head.weight, std=0.02, generator=generator)
-                    head.bias.zero_()
-                else:
-                    bound = width ** -0.5  # nn.Linear's own init, from the generator
-                    head.weight.uniform_(-bound, bound, generator=generator)
-                    head.bias.uniform_(-bound, bound, generator=generator)
+        o, width = self.options, model.visual.transformer.width
+        if o.head == "linear":
+            modules["head"] = self._init_linear(nn.Linear(width, ctx.stream.n_classes),
+                                                generator)
+        elif o.head == "language":
+            head = LanguageHead(stream_targets(ctx.stream, o.language_encoder, ctx.backbone),
+                                width, temperature=o.head_temperature)
+            self._init_linear(head.projection, generator)
             modules["head"] = head
         return modules
+
+    def _init_linear(self, layer: nn.Linear, generator: torch.Generator) -> nn.Linear:
+        """``layer`` redrawn from ``generator``: timm's ViT head init (truncated N(0, 0.02²),
+        zero bias) when :attr:`timm_head_init`, else nn.Linear's own U(±1/√fan_in)."""
+        with torch.no_grad():
+            if self.timm_head_init:
+                nn.init.trunc_normal_(layer.weight, std=0.02, generator=generator)
+                layer.bias.zero_()
+            else:
+                bound = layer.in_features ** -0.5
+                layer.weight.uniform_(-bound, bound, generator=generator)
+                layer.bias.uniform_(-bound, bound, generator=generator)
+        return layer
 
     def layers(self, model: nn.Module, wanted: Sequence[int], option: str, ctx: Context
                ) -> tuple[int, ...]:
@@ -102,7 +118,7 @@ class PromptStrategy(TrainingStrategy):
     def class_logits(self, model: nn.Module, features: torch.Tensor, class_ids: Sequence[int]
                      ) -> torch.Tensor:
         """Logits (B, C) of pooled features (B, D) over global ``class_ids``."""
-        if self.options.head == "linear":
+        if self.options.head in ("linear", "language"):
             return self.head(features)[:, list(class_ids)]  # type: ignore[attr-defined]
         embedding = features @ model.visual.proj
         embedding = embedding / embedding.norm(dim=-1, keepdim=True)

@@ -66,7 +66,7 @@ class CodaPrompt(PromptStrategy):
                           ) -> Iterable[nn.Module | nn.Parameter]:
         """Task t's components (earlier ones stay frozen) and the head."""
         own: list[nn.Module] = [self.coda.blocks[ctx.task_index]]
-        return own + ([self.head] if self.options.head == "linear" else [])
+        return own + ([self.head] if self.options.head != "text" else [])
 
     def _lr_factor(self, step: int, total: int) -> float:
         if self.options.schedule != "coda-cosine":

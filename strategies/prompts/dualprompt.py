@@ -42,7 +42,7 @@ class GPrompt(nn.Module):
 
 
 class DualPrompt(PromptStrategy):
-    """DualPrompt on open_clip: G- and E-prompt prefixes, linear or text head.
+    """DualPrompt on open_clip: G- and E-prompt prefixes, linear, text or language head.
 
     Parameters
     ----------

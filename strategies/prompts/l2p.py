@@ -30,7 +30,7 @@ from strategies.prompts.selection import PromptPool
 
 
 class L2P(PromptStrategy):
-    """L2P on open_clip: a key-matched prompt pool at the input, linear or text head.
+    """L2P on open_clip: a key-matched prompt pool at the input, linear, text or language head.
 
     Parameters
     ----------

@@ -34,16 +34,26 @@ class PromptOptions(TrainerOptions):
 
     Attributes
     ----------
-    head : {"linear", "text"}
+    head : {"linear", "text", "language"}
         ``"linear"``: the references' linear classifier over every class of the stream on
         the pooled, normalised features (width D); ``"text"``: CLIP's text-embedding
-        classifier ``s · î·t̂ᵀ`` on the projected features (frozen; no head parameters).
+        classifier ``s · î·t̂ᵀ`` on the projected features (frozen; no head parameters);
+        ``"language"``: LingoCL's language-guided head (Ni et al., CVPR 2024;
+        :class:`cl.models.language_head.LanguageHead`) on the pooled features: frozen
+        class-name targets, a trainable projection, cosine logits at ``head_temperature``.
+    language_encoder : str
+        With ``head="language"``: ``"clip"`` (the backbone's text tower) or a
+        ``transformers`` encoder (hub name or local directory), as ``finetune`` takes it.
+    head_temperature : float
+        With ``head="language"``: τ > 0 of the cosine logits ``cos(W_p h, t_c) / τ``.
     train_mask : bool
         The references' ``train_mask``: while training task t, the logits of every class
         outside task t are ``-inf`` (old-class logit masking).
     """
 
-    head: Literal["linear", "text"] = "linear"
+    head: Literal["linear", "text", "language"] = "linear"
+    language_encoder: str = "clip"
+    head_temperature: float = 0.1
     train_mask: bool = True
     optimizer: Literal["adamw", "adam", "sgd"] = "adam"
     schedule: Literal["cosine", "constant"] = "constant"
@@ -51,8 +61,17 @@ class PromptOptions(TrainerOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.head not in ("linear", "text"):
-            raise ValueError(f"head must be 'linear' or 'text', got {self.head!r}.")
+        if self.head not in ("linear", "text", "language"):
+            raise ValueError(f"head must be 'linear', 'text' or 'language', got {self.head!r}.")
+        check_number("head_temperature", self.head_temperature, low_open=True)
+        if not isinstance(self.language_encoder, str) or not self.language_encoder:
+            raise ValueError(f"language_encoder must be 'clip' or a transformers model name or "
+                             f"directory, got {self.language_encoder!r}.")
+        if self.head != "language" and (self.language_encoder, self.head_temperature) != \
+                ("clip", 0.1):
+            raise ValueError(f"options 'language_encoder' and 'head_temperature' configure "
+                             f"head='language', but head={self.head!r}; set "
+                             "strategy.head=language or leave them out.")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -64,7 +64,7 @@ def test_head_logits_are_cosine_of_the_projection_and_the_targets_over_temperatu
     assert head.targets.grad is None and head.projection.weight.grad is not None
 
 
-def test_cross_entropy_with_the_head_is_the_papers_softmax_over_cosines():
+def test_cross_entropy_with_the_head_is_the_softmax_over_cosines():
     g = torch.Generator().manual_seed(1)
     head = LanguageHead(torch.randn(3, 4, generator=g), in_features=2, temperature=0.5)
     h, y = torch.randn(6, 2, generator=g), torch.tensor([0, 1, 2, 2, 1, 0])

@@ -1,7 +1,10 @@
-"""Token-level access to open_clip towers: equal to encode_image without prompts, prompts and
-prefixes change the output and receive gradients, unsupported towers are refused."""
+"""Token-level access to open_clip towers: equal to encode_image / encode_text without prompts,
+prompts and prefixes (concatenated or residual) change the output and receive gradients, the
+attention is the papers' formula term by term, unsupported towers are refused."""
 
 from __future__ import annotations
+
+import math
 
 import open_clip.transformer
 import pytest
@@ -12,6 +15,7 @@ from cl.models.tokens import (
     Prefix,
     depth,
     embed_tokens,
+    encode_text,
     forward_with_prompts,
     insert_prompts,
     pool_and_project,
@@ -156,3 +160,84 @@ def test_unsupported_towers_are_refused() -> None:
     assert forward_with_prompts(custom, torch.zeros(1, 3, 32, 32),
                                 prompts=torch.zeros(2, 64)).shape == (1, 512)
     assert depth(vit) == 2
+
+
+def _written_out(attn, x, pk, pv, weight, mask, mode):
+    """Per sample and head, float64: ``softmax(q kᵀ/√d + M) v + w · softmax(q p_kᵀ/√d) p_v``
+    (residual, DIKI eq. 3–5) or ``softmax(q [p_k; k]ᵀ/√d + [0, M]) [p_v; v]`` (concat)."""
+    B, N, D = x.shape
+    H = attn.num_heads
+    d = D // H
+    W, b = attn.in_proj_weight.double(), attn.in_proj_bias.double()
+    q, k, v = (x.double() @ W[i * D:(i + 1) * D].T + b[i * D:(i + 1) * D] for i in range(3))
+    m = torch.zeros(N, N, dtype=torch.float64) if mask is None else mask.double()
+    out = torch.zeros(B, N, D, dtype=torch.float64)
+    for n in range(B):
+        for h in range(H):
+            s = slice(h * d, (h + 1) * d)
+            pkh, pvh = pk[n, :, s].double(), pv[n, :, s].double()
+            if mode == "residual":
+                own = torch.softmax(q[n, :, s] @ k[n, :, s].T / math.sqrt(d) + m, -1) @ v[n, :, s]
+                extra = torch.softmax(q[n, :, s] @ pkh.T / math.sqrt(d), -1) @ pvh
+                out[n, :, s] = own + (1.0 if weight is None else float(weight[n])) * extra
+            else:
+                logits = q[n, :, s] @ torch.cat([pkh, k[n, :, s]]).T / math.sqrt(d)
+                logits = logits + torch.cat([torch.zeros(N, len(pkh), dtype=m.dtype), m], 1)
+                out[n, :, s] = torch.softmax(logits, -1) @ torch.cat([pvh, v[n, :, s]])
+    return out @ attn.out_proj.weight.double().T + attn.out_proj.bias.double()
+
+
+@pytest.mark.parametrize("mode", ["residual", "concat"])
+def test_prefix_attention_modes_are_the_written_out_formulas(mode) -> None:
+    model = create_backbone("toy-clip").model
+    g = torch.Generator().manual_seed(0)
+    for attn, mask in ((model.visual.transformer.resblocks[0].attn, None),
+                       (model.transformer.resblocks[0].attn, model.attn_mask[:5, :5])):
+        x = torch.randn(2, 5, attn.embed_dim, generator=g)
+        pk, pv = torch.randn(2, 4, attn.embed_dim, generator=g), torch.randn(2, 4, attn.embed_dim,
+                                                                              generator=g)
+        weight = torch.tensor([0.3, 0.9]) if mode == "residual" else None
+        with torch.no_grad():
+            got = prefix_attention(attn, x, Prefix(pk, pv), mode=mode, weight=weight,
+                                   attn_mask=mask)
+        want = _written_out(attn, x, pk, pv, weight, mask, mode)
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="mode='residual'"):
+        prefix_attention(attn, x, Prefix(pk, pv), weight=0.5)
+    with pytest.raises(ValueError, match="prefix mode 'sum'"):
+        prefix_attention(attn, x, Prefix(pk, pv), mode="sum")
+
+
+def test_text_tower_equals_encode_text_and_zero_residual_values_change_nothing() -> None:
+    backbone = create_backbone("toy-clip")
+    model = backbone.model.eval()
+    text = backbone.tokenizer(["a photo of a red circle.", "two squares", "digit 7"])
+    x = images(3, seed=4)
+    with torch.no_grad():
+        assert torch.equal(encode_text(model, text), model.encode_text(text))
+        assert torch.equal(encode_text(model, text, normalize=True),
+                           model.encode_text(text, normalize=True))
+        d = model.transformer.width
+        keys = torch.rand(2, d, generator=torch.Generator().manual_seed(5)) * 2 - 1
+        fresh = {0: Prefix(keys, torch.zeros(2, d)), 1: Prefix(keys, torch.zeros(2, d))}
+        torch.testing.assert_close(  # a fresh DIKI prefix (values 0) leaves the output as is
+            encode_text(model, text, prefixes=fresh, prefix_mode="residual"),
+            model.encode_text(text), rtol=0, atol=1e-5)
+        moved = {0: Prefix(keys, torch.ones(2, d))}
+        assert not torch.allclose(encode_text(model, text, prefixes=moved, prefix_mode="residual"),
+                                  model.encode_text(text))
+        dv = model.visual.transformer.width
+        fresh = {1: Prefix(torch.ones(2, dv), torch.zeros(2, dv))}
+        torch.testing.assert_close(
+            forward_with_prompts(model.visual, x, prefixes=fresh, prefix_mode="residual",
+                                 prefix_weight=torch.tensor([0.2, 0.5, 1.0])),
+            model.encode_image(x), rtol=0, atol=1e-5)
+        moved = {1: Prefix(torch.ones(2, dv), torch.ones(2, dv))}
+        assert not torch.allclose(forward_with_prompts(model.visual, x, prefixes=moved,
+                                                       prefix_mode="residual"),
+                                  model.encode_image(x))
+        scaled = forward_with_prompts(model.visual, x, prefixes=moved, prefix_mode="residual",
+                                      prefix_weight=0.0)
+        torch.testing.assert_close(scaled, model.encode_image(x), rtol=0, atol=1e-5)
+    with pytest.raises(TypeError, match="own text transformer"):
+        encode_text(model.visual, text)

@@ -1,11 +1,12 @@
-"""DIKI: residual prefix attention and distribution-aware calibration against independent
-formulas on toy-clip's real blocks, and the strategy through ``cl run`` on ``toy-mtil``."""
+"""DIKI: prefix pools, distribution-aware calibration against independent formulas, and the
+strategy through ``cl run`` on ``toy-mtil``. The residual prefix attention itself (the public
+``cl.models.tokens`` ``prefix_mode="residual"``) is checked term by term in
+``tests/models/test_tokens.py``."""
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 
 import numpy as np
 import pytest
@@ -13,8 +14,7 @@ import torch
 
 from cl.cli import main
 from cl.models.backbones import create_backbone
-from strategies.adaptation.diki import calibrate, majority, task_statistics
-from strategies.adaptation.diki_attention import ResidualPrefixAttention, install, routed
+from strategies.adaptation.diki import DIKI, DIKIPrefixes, calibrate, majority, task_statistics
 
 
 @pytest.fixture(scope="module")
@@ -22,67 +22,31 @@ def toy_clip():
     return create_backbone("toy-clip")
 
 
-def _reference_attention(mha, x, pool, ids, weight, mask=None):
-    """softmax(qkᵀ/√d + M)v + w·softmax(q P_kᵀ/√d)P_v, then W_o — written out per head."""
-    B, N, D = x.shape
-    H = mha.num_heads
-    d = D // H
-    W, b = mha.in_proj_weight.double(), mha.in_proj_bias.double()
-    q, k, v = (x.double() @ W[i * D:(i + 1) * D].T + b[i * D:(i + 1) * D] for i in range(3))
-    out = torch.zeros(B, N, D, dtype=torch.float64)
-    for n in range(B):
-        pk, pv = pool[ids[n], 0].double(), pool[ids[n], 1].double()
-        for h in range(H):
-            s = slice(h * d, (h + 1) * d)
-            logits = q[n, :, s] @ k[n, :, s].T / math.sqrt(d)
-            if mask is not None:
-                logits = logits + mask.double()
-            main = torch.softmax(logits, -1) @ v[n, :, s]
-            extra = torch.softmax(q[n, :, s] @ pk[:, s].T / math.sqrt(d), -1) @ pv[:, s]
-            out[n, :, s] = main + (1.0 if weight is None else weight[n]) * extra
-    return out @ mha.out_proj.weight.double().T + mha.out_proj.bias.double()
-
-
-def test_residual_prefix_attention_is_the_papers_formula(toy_clip):
-    mha = copy.deepcopy(toy_clip.model.visual.transformer.resblocks[0].attn)
-    g = torch.Generator().manual_seed(0)
-    wrapped = ResidualPrefixAttention(mha, pool_size=3, prefix_len=4, generator=g)
-    with torch.no_grad():
-        wrapped.prefix_pool[:, 1].normal_(generator=g)  # non-zero values
-    x = torch.randn(2, 5, mha.embed_dim, generator=g)
-    ids, weight = torch.tensor([2, 0]), torch.tensor([0.3, 0.9])
-    with torch.no_grad(), routed([wrapped], ids, weight):
-        ours = wrapped(x, x, x)[0]
-    expected = _reference_attention(mha, x, wrapped.prefix_pool.detach(), ids, weight)
-    np.testing.assert_allclose(ours.double().numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
-    # with the text tower's causal mask, one prefix for all samples, no weight
-    mask = toy_clip.model.attn_mask[:5, :5]
-    with torch.no_grad(), routed([wrapped], torch.tensor(1), None):
-        masked = wrapped(x, x, x, attn_mask=mask)[0]
-    expected = _reference_attention(mha, x, wrapped.prefix_pool.detach(), [1, 1], None, mask)
-    np.testing.assert_allclose(masked.double().numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
-
-
-def test_without_route_or_with_fresh_prefixes_the_model_is_the_pretrained_one(toy_clip):
-    model = copy.deepcopy(toy_clip.model)
+def test_fresh_prefixes_leave_the_pretrained_model_and_the_backbone_is_never_modified(toy_clip):
+    backbone = copy.deepcopy(toy_clip)
+    model = backbone.model.eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
-    tokens = toy_clip.tokenizer(["a photo of a red circle.", "two squares"])
-    with torch.no_grad():
-        before = model.encode_image(images), model.encode_text(tokens)
-        vision = install(model, "vision", 2, pool_size=4, prefix_len=3)
-        text = install(model, "text", 2, pool_size=4, prefix_len=3)
-        plain = model.encode_image(images), model.encode_text(tokens)
-        with routed(vision + text, torch.tensor(2), None):  # values start at zero
-            fresh = model.encode_image(images), model.encode_text(tokens)
-    assert all(torch.equal(a, b) for a, b in zip(before, plain, strict=True))
-    for a, b in zip(before, fresh, strict=True):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
-    pool = vision[0].prefix_pool.detach()
+    text = toy_clip.tokenizer(["a photo of a red circle.", "two squares"])
+    strategy = DIKI(depth_vision=2, depth_text=2, prefix_len_vision=3, prefix_len_text=3)
+    strategy.attach(backbone)
+    strategy._install(model, 4, torch.Generator().manual_seed(0))
+    pool = strategy.prefix_parameters()["vision.0"].detach()
+    assert set(strategy.prefix_parameters()) == {"vision.0", "vision.1", "text.0", "text.1"}
+    assert pool.shape == (4, 2, 3, model.visual.transformer.width)
     assert pool[:, 0].abs().max() <= 1 and pool[:, 0].std() > 0.3 and not pool[:, 1].any()
-    with pytest.raises(ValueError, match="already installed"):
-        install(model, "vision", 1, pool_size=4, prefix_len=3)
+    with torch.no_grad():
+        strategy._route = (torch.tensor(2), torch.tensor([0.2, 0.5, 0.9]), None)
+        fresh = strategy._encode_batch(model, images), strategy._encode_prompts(model, text)
+        strategy._route = None
+        plain = model.encode_image(images, normalize=True), model.encode_text(text,
+                                                                              normalize=True)
+    for a, b in zip(fresh, plain, strict=True):  # values start at zero
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    assert model.state_dict().keys() == weights.keys()
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="depth must be in"):
-        install(copy.deepcopy(toy_clip.model), "text", 99, pool_size=4, prefix_len=3)
+        DIKIPrefixes(model, (1, 99), 4, (3, 3), torch.Generator())
 
 
 def _log_normal(x, mean, cov):
@@ -124,8 +88,7 @@ def test_cli_runs_diki_on_toy_mtil_and_only_the_trained_slot_moves(tmp_path):
     assert json.loads((out / "results.json").read_text())["completed_tasks"] == 2
     state = torch.load(out / "checkpoints" / "task-0000.pt", weights_only=False)["strategy"]
     pools = state["prefixes"]
-    assert set(pools) == {"visual.transformer.resblocks.0.attn.prefix_pool",
-                          "transformer.resblocks.0.attn.prefix_pool"}
+    assert set(pools) == {"vision.0", "text.0"}
     for pool in pools.values():
         assert pool.shape[:2] == (2, 2)
         assert pool[0, 1].abs().sum() > 0 and not pool[1, 1].any()  # task 0 trained, 1 not
@@ -159,12 +122,17 @@ def test_state_dict_restores_prefixes_and_gaussians_exactly(toy_clip, tmp_path):
         assert not torch.equal(a, untrained._logits(plain.model, images, space))
 
 
-def test_reset_puts_the_pretrained_attention_back(toy_clip):
-    from strategies.adaptation.diki import DIKI
+def test_reset_drops_the_prefixes_and_the_gaussians(toy_clip, tmp_path):
+    import streams
+    from cl.core.runner import Runner
 
-    strategy = DIKI(depth_vision=1, depth_text=1)
-    backbone = strategy.attach(copy.deepcopy(toy_clip))
-    original = backbone.model.visual.transformer.resblocks[0].attn
-    install(backbone.model, "vision", 1, pool_size=2, prefix_len=2)
+    stream = streams.get("toy-mtil", domains=["counts", "colours"], n_train=4, n_test=2, seed=0)
+    strategy = DIKI(iterations=1, batch_size=4, depth_vision=1, depth_text=1)
+    backbone = copy.deepcopy(toy_clip)
+    runner = Runner(stream, strategy, backbone, out_dir=tmp_path, seed=0, progress=False)
+    ctx = runner.context(0)
+    strategy.before_task(ctx)
+    strategy.train_task(runner.task_data(0), ctx)
+    assert strategy.prefix_parameters() and len(strategy._means) == 1
     strategy.load_state_dict({})
-    assert backbone.model.visual.transformer.resblocks[0].attn is original
+    assert strategy.prefix_parameters() == {} and strategy._means == []

@@ -64,7 +64,7 @@ def test_registered_with_the_references_defaults():
         strategies.get("dualprompt", g_layers=(0, 2))
     with pytest.raises(ValueError, match="prompt_length must be even"):
         strategies.get("coda-prompt", prompt_length=5)
-    with pytest.raises(TypeError, match="'head' must be one of \\['linear', 'text'\\]"):
+    with pytest.raises(TypeError, match="'head' must be one of \\['linear', 'text', 'language'\\]"):
         strategies.get("l2p", head="mlp")
 
 
