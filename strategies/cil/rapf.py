@@ -51,13 +51,17 @@ def shrink_cov(cov: torch.Tensor) -> torch.Tensor:
     return cov + torch.diagonal(cov).mean() * eye + off_mean * (1 - eye)
 
 
-def sample_gaussian(mean: torch.Tensor, cov: torch.Tensor, size: int, shrink: bool,
+def sampling_factor(cov: torch.Tensor, shrink: bool) -> torch.Tensor:
+    """Cholesky factor ``L`` (D, D) of ``cov`` (after :func:`shrink_cov` when ``shrink``)."""
+    return torch.linalg.cholesky(shrink_cov(cov) if shrink else cov)
+
+
+def sample_gaussian(mean: torch.Tensor, chol: torch.Tensor, size: int,
                     generator: torch.Generator) -> torch.Tensor:
-    """``size`` draws (size, D) of ``N(mean, cov)``: ``z @ chol(cov)ᵀ + mean`` with ``z ~ N(0, I)``."""
+    """``size`` draws (size, D) of ``N(mean, L Lᵀ)``: ``z @ Lᵀ + mean`` with ``z ~ N(0, I)``
+    (RAPF's ``sample``, with the factor computed once per class)."""
     z = torch.randn(size, mean.shape[-1], generator=generator, dtype=mean.dtype)
-    if shrink:
-        cov = shrink_cov(cov)
-    return z @ torch.linalg.cholesky(cov).T + mean
+    return z @ chol.T + mean
 
 
 def fuse_adapter(new: torch.Tensor, old: torch.Tensor, mix_bias: float) -> torch.Tensor:
@@ -124,6 +128,7 @@ class RAPF(CILStrategy):
         self.adapter: nn.Linear | None = None
         self.means: list[torch.Tensor] = []
         self.covs: list[torch.Tensor] = []
+        self._chol: dict[int, torch.Tensor] = {}
 
     def _hard_pairs(self, text: torch.Tensor, n_new: int) -> torch.Tensor:
         """(old position, new position) pairs closer than ``threshold`` (``adaptation``)."""
@@ -182,8 +187,9 @@ class RAPF(CILStrategy):
         ctx.record("hard_pairs", int(len(pairs)))
 
     def _sample(self, c: int, size: int, ctx: Context) -> torch.Tensor:
-        return sample_gaussian(self.means[c], self.covs[c], size, self.shrinkage,
-                               ctx.generator).float()
+        if c not in self._chol:
+            self._chol[c] = sampling_factor(self.covs[c], self.shrinkage)
+        return sample_gaussian(self.means[c], self._chol[c], size, ctx.generator).float()
 
     def _scores(self, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         assert self.adapter is not None
@@ -214,4 +220,5 @@ class RAPF(CILStrategy):
             with torch.no_grad():
                 self.adapter.weight.copy_(w)
             self.means, self.covs = list(state["means"]), list(state["covs"])
+        self._chol = {}
 
