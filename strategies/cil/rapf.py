@@ -184,7 +184,7 @@ class RAPF(CILStrategy):
                                                        self.mix_bias))
         self.trained += 1
         ctx.record("exemplars", 0)
-        ctx.record("hard_pairs", int(len(pairs)))
+        ctx.record("hard_pairs", len(pairs))
 
     def _sample(self, c: int, size: int, ctx: Context) -> torch.Tensor:
         if c not in self._chol:
