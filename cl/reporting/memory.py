@@ -10,9 +10,12 @@ under its accuracy–memory curve: **AUC-A** for the average incremental accurac
 How the survey's code counts (``utils/model2exemplar.py: get_infos``):
 memory in MB = ``parameters · 4 / 1024 / 1024 + exemplars · image_bytes / 1024 / 1024``
 with ``image_bytes`` = 32·32·3 (CIFAR-100) or 224·224·3 (ImageNet-100), one
-byte per stored pixel channel. Its budgets (``auc2exemplar`` docstring, the
-points of the curve): CIFAR-100 7.6, 12.4, 16.0, 19.8, 23.5 MB; ImageNet-100
-329, 493, 755, 872, 1180, 1273 MB (:data:`SURVEY_BUDGETS_MB`).
+byte per stored pixel channel. Its budgets are the points of the curve for a
+single-backbone method (iCaRL): ResNet-32 with 2,000 / 3,634 / 4,900 / 6,165 /
+7,431 exemplars on CIFAR-100, ResNet-18 with 2,000 / 3,136 / 4,969 / 5,779 /
+7,924 / 8,574 on ImageNet-100 (``scripts/auc``, ``auc2exemplar``):
+:data:`SURVEY_BUDGETS_MB`, computed with the code's rule (7.63 … 23.54 MB and
+329.7 … 1273.5 MB; the ``auc2exemplar`` docstring rounds them, e.g. 16.0 for 16.12).
 
 The repository computes no area itself (its scripts only run the budgets).
 The integration rule here is the trapezoidal rule over the points sorted by
@@ -38,16 +41,23 @@ from pathlib import Path
 from typing import Any
 
 MB = 1024 * 1024
-SURVEY_BUDGETS_MB: dict[str, tuple[float, ...]] = {
-    "cifar100": (7.6, 12.4, 16.0, 19.8, 23.5),
-    "imagenet100": (329.0, 493.0, 755.0, 872.0, 1180.0, 1273.0),
-}
 SURVEY_IMAGE_BYTES: dict[str, int] = {"cifar100": 32 * 32 * 3, "imagenet100": 224 * 224 * 3}
+SURVEY_PARAMETERS: dict[str, int] = {"cifar100": 463504, "imagenet100": 11176512}
+SURVEY_EXEMPLARS: dict[str, tuple[int, ...]] = {
+    "cifar100": (2000, 3634, 4900, 6165, 7431),
+    "imagenet100": (2000, 3136, 4969, 5779, 7924, 8574),
+}
 
 
 def survey_memory_mb(parameters: int, exemplars: int, image_bytes: int) -> float:
     """Memory in MB as the survey's ``get_infos``: float32 parameters plus uint8 exemplar images."""
     return parameters * 4 / MB + exemplars * image_bytes / MB
+
+
+SURVEY_BUDGETS_MB: dict[str, tuple[float, ...]] = {
+    name: tuple(survey_memory_mb(SURVEY_PARAMETERS[name], n, SURVEY_IMAGE_BYTES[name])
+                for n in counts)
+    for name, counts in SURVEY_EXEMPLARS.items()}
 
 
 def area_under_curve(memory_mb: Sequence[float], accuracy: Sequence[float]) -> float:

@@ -98,7 +98,7 @@ class Clap4ClipNet(nn.Module):
         for i, n in enumerate(task_sizes):
             u = text[start:start + n] + vga[start:start + n]
             q = self.adapters[i](u)
-            eps = torch.randn((samples, *u.shape), generator=generator)
+            eps = torch.randn((samples, *u.shape), generator=generator, dtype=u.dtype)
             z = q.loc + q.scale * eps  # reparameterised draw (Normal.rsample with given noise)
             logits.append(100.0 * x @ (u + z).transpose(1, 2))
             dists.append(q)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,30 @@ def load_descriptors(path: str | Path) -> dict[str, dict[str, list[str]]]:
 def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
     """``CE(logits, arange)``: ENGINE's one-directional contrastive loss (``utils/loss.py``)."""
     return F.cross_entropy(logits, torch.arange(len(logits)))
+
+
+def rerank_scores(out: torch.Tensor, x: torch.Tensor, names: list[str],
+                  descriptors: dict[str, dict[str, list[str]]],
+                  encode: Callable[[list[str]], torch.Tensor], top: int,
+                  rng: random.Random) -> torch.Tensor:
+    """ENGINE's descriptor re-ranking (``Engine.rerank``): scores (N, C), 0 outside each top-k.
+
+    For the ``k`` best classes of ``out`` (N, C), the cosine of the normalised image ``x``
+    (N, D) with the normalised mean, over the other top classes ``b``, of the embedding of
+    ``"<a> with <random descriptor of a against b>"``; averaged over three random draws.
+    ``encode`` embeds a list of texts (T, D).
+    """
+    k = min(top, out.shape[1])
+    best = out.topk(k, 1).indices
+    total = torch.zeros(len(x), k, dtype=x.dtype)
+    for _ in range(3):
+        texts = [f"{names[a]} with {rng.choice(descriptors[names[a]][names[b]]).lower()}"
+                 for row in best.tolist() for a in row for b in row if a != b]
+        emb = encode(texts).to(x.dtype).reshape(len(x), k, k - 1, -1).mean(2)
+        total += torch.einsum("nd,nkd->nk", x, F.normalize(emb, dim=-1))
+    rr = torch.zeros_like(out)
+    rr.scatter_(1, best, total / 3)
+    return rr
 
 
 class EngineNet(nn.Module):
@@ -260,20 +285,9 @@ class ENGINE(CILStrategy):
 
     def _rerank(self, out: torch.Tensor, x: torch.Tensor, ctx: Context) -> torch.Tensor:
         assert self.descriptors is not None
-        k = min(self.rerank_top, out.shape[1])
-        top = out.topk(k, 1).indices
         rng = random.Random(ctx.seed * 1000 + self.trained)
-        total = torch.zeros(len(x), k)
-        for _ in range(3):
-            texts = [f"{self.class_names[a]} with "
-                     f"{rng.choice(self.descriptors[self.class_names[a]][self.class_names[b]]).lower()}"
-                     for row in top.tolist() for a in row for b in row if a != b]
-            emb = embed_texts(ctx, texts).reshape(len(x), k, k - 1, -1).mean(2)
-            emb = F.normalize(emb, dim=-1)
-            total += torch.einsum("nd,nkd->nk", x, emb)
-        rr = torch.zeros_like(out)
-        rr.scatter_(1, top, total / 3)
-        return rr
+        return rerank_scores(out, x, self.class_names, self.descriptors,
+                             lambda texts: embed_texts(ctx, texts), self.rerank_top, rng)
 
     def trainable_parameters(self) -> int:
         return 0 if self.net is None else sum(p.numel() for p in self.net.parameters()

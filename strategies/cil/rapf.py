@@ -64,6 +64,13 @@ def sample_gaussian(mean: torch.Tensor, chol: torch.Tensor, size: int,
     return z @ chol.T + mean
 
 
+def class_gaussian(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and covariance ``torch.cov + 1e-4·I`` (D, D) of one class's features (n, D)
+    (RAPF's ``analyze_mean_cov``)."""
+    cov = torch.cov(features.T) + 1e-4 * torch.eye(features.shape[1], dtype=features.dtype)
+    return features.mean(0), cov
+
+
 def fuse_adapter(new: torch.Tensor, old: torch.Tensor, mix_bias: float) -> torch.Tensor:
     """Decomposed parameter fusion of two adapter weights (D, D) (RAPF Eq. 9–10, ``mix_matrix``)."""
     u, s, vh = torch.linalg.svd(old)
@@ -175,9 +182,9 @@ class RAPF(CILStrategy):
                 ctx.count("examples_seen", len(idx))
             sched.step()
         for c in new:
-            fc = x[y == c].double()
-            self.means.append(fc.mean(0))
-            self.covs.append(torch.cov(fc.T) + 1e-4 * torch.eye(fc.shape[1], dtype=fc.dtype))
+            mean, cov = class_gaussian(x[y == c].double())
+            self.means.append(mean)
+            self.covs.append(cov)
         if old_weight is not None:
             with torch.no_grad():
                 self.adapter.weight.copy_(fuse_adapter(self.adapter.weight, old_weight,
