@@ -151,7 +151,7 @@ class CILStrategy(Strategy):
     inputs = "features"
     needs_text = True
 
-    def _init_common(self, *, epochs: int, batch_size: int, lr: float, seed_offset: int = 0) -> None:
+    def _init_common(self, *, epochs: int, batch_size: int, lr: float) -> None:
         name = type(self).__name__
         if epochs < 1 or batch_size < 1:
             raise ValueError(f"{name}: epochs and batch_size must be >= 1, got epochs={epochs}, "

@@ -84,6 +84,26 @@ def test_checkpoint_restores_predictions(name, runs, backbone, stream):
     assert torch.equal(strategy.predict(x, space, ctx), restored.predict(x, space, ctx))
 
 
+def test_engine_uses_a_descriptor_file(runs, backbone, stream, tmp_path):
+    names = [n for task in stream for n in task.class_names]
+    des = {a: {b: [f"Mark {i} of {a} unlike {b}." for i in range(2)] for b in names} for a in names}
+    path = tmp_path / "toy_des.json"
+    path.write_text(json.dumps(des))
+    strategy = strategies.get("engine", **FAST["engine"], descriptors=str(path), rerank=1.0,
+                              stat=0.0, rerank_top=3)
+    out = tmp_path / "run"
+    Runner(stream, strategy, copy.deepcopy(backbone), out_dir=out, seed=0, progress=False).run()
+    results = json.loads((out / "results.json").read_text())
+    assert results["records"][-1]["descriptors"] == str(path)
+    ctx = SimpleNamespace(backbone=backbone, seed=0, logger=logging.getLogger("test"))
+    x = torch.nn.functional.normalize(torch.randn(6, backbone.embed_dim), dim=-1)
+    space = stream.eval_label_space(1, None)
+    scores = strategy.predict(x, space, ctx)
+    assert ((scores != 0) & torch.isfinite(scores)).sum(1).le(3).all()  # only the top 3 re-ranked
+    _, plain = runs("engine")
+    assert not torch.allclose(scores, plain.predict(x, space, ctx))
+
+
 def test_herding_keeps_the_running_mean_closest():
     x = torch.nn.functional.normalize(torch.randn(30, 4, generator=torch.Generator().manual_seed(0)),
                                       dim=-1).double()
