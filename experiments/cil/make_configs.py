@@ -35,12 +35,15 @@ def strategy(method: str, data: str) -> tuple[str, str]:
                 f'memory_size = {mem}\nselection = "herding"\n'
                 f"# PROOF's exps/{'cifar' if cifar else 'img'}.json (SGD, cosine schedule)."))
     if method == "clap4clip":
-        mem = 2000 if cifar else 4000
-        return ((f"exemplars: {mem} in total (20 per class after the last task), random selection, "
-                "kept as cached features"),
-                (f'name = "clap4clip"\nepochs = 1\nfinetune_epochs = 1\nbatch_size = 32\nlr = 0.001\n'
-                f'forward_times = 20\nbeta = 15.0\nmemory_size = {mem}\nselection = "random"\n'
-                "# CLAP4CLIP's scripts/runner_clip_var_all_datasets.sh flags."))
+        budget = "memory_size = 2000" if cifar else "memory_per_class = 20"
+        return (("exemplars: " + ("2000 in total (20 per class after the last task)" if cifar
+                                  else "20 per class") + ", random selection, replayed with each "
+                 "task and fine-tuned on; kept as cached features"),
+                (f'name = "clap4clip"\nepochs = 1\nfinetune_epochs = 1\nbatch_size = 32\n'
+                 f'lr = 0.001\nforward_times = 20\nbeta = 15.0\n{budget}\nselection = "random"\n'
+                 "# CLAP4CLIP's scripts/runner_clip_var_all_datasets.sh flags; its memory: "
+                 "fix_total 2000 on CIFAR-100,\n# fix_per_cls 20 otherwise "
+                 "(main_incremental_submit.py)."))
     if method == "rapf":
         opts = ({"batch_size": 100, "beta": 2.0, "classes_per_batch": 2, "threshold": 0.55, "mix_bias": 0.6,
                      "shrinkage": "false"} if cifar else

@@ -18,7 +18,8 @@ Monte-Carlo samples ``z ~ q_i`` give logits ``s · x · (u + z)ᵀ`` (M, B, C_i)
 New adapters are initialised from the text embeddings (``init_new_heads``);
 old ones are frozen while a new task trains.
 
-Loss (``fit``): cross-entropy of all ``M`` sample logits, plus for the current
+Loss (``fit``, on the task's data plus the exemplar memory, ``--method er``):
+cross-entropy of all ``M`` sample logits, plus for the current
 task ``0.001 · KL(q_i ‖ N(0, I))`` (summed over classes and dimensions, mean
 over nothing else) and the LASP regulariser ``β · CE(mean_{r,k} T_k z_rᵀ, arange)``
 with ``T_k`` the per-template text embeddings. After each task the exemplar
@@ -137,7 +138,8 @@ class CLAP4CLIP(CILStrategy):
     beta : float
         LASP weight (reference: 15).
     memory_size, memory_per_class, selection :
-        Exemplar memory (reference: random selection; total 2,000 by default).
+        Exemplar memory, replayed with each task's data and used for the fine-tuning
+        (reference: random selection; 2,000 in total on CIFAR-100, 20 per class otherwise).
     """
 
     def __init__(self, *, epochs: int = 1, finetune_epochs: int = 1, batch_size: int = 32,
@@ -168,8 +170,10 @@ class CLAP4CLIP(CILStrategy):
             a.requires_grad_(False)
         net.adapters.append(VariationalAdapter(x.shape[1]))
         net.adapters[-1].init_from_text(per)
-        self._fit(x, self._local(y), text, per, self.epochs, self.lr * self.batch_size / 20,
-                  finetuning=False, ctx=ctx)
+        train_x = torch.cat([x, self.memory.features]) if len(self.memory) else x
+        train_y = torch.cat([y, self.memory.targets]) if len(self.memory) else y
+        self._fit(train_x, self._local(train_y), text, per, self.epochs,
+                  self.lr * self.batch_size / 20, finetuning=False, ctx=ctx)
         self.memory.update(x, y, len(self.class_ids), ctx.generator)
         if self.finetune_epochs and len(self.memory):
             net.adapters.requires_grad_(True)
