@@ -104,6 +104,15 @@ def test_engine_uses_a_descriptor_file(runs, backbone, stream, tmp_path):
     assert not torch.allclose(scores, plain.predict(x, space, ctx))
 
 
+def test_cl_list_strategies_lists_the_four(capsys):
+    from cl.cli.app import main
+
+    assert main(["list", "strategies"]) == 0
+    out = capsys.readouterr().out
+    for name in ("proof", "rapf", "engine", "clap4clip"):
+        assert f" {name} " in out
+
+
 def test_herding_keeps_the_running_mean_closest():
     x = torch.nn.functional.normalize(torch.randn(30, 4, generator=torch.Generator().manual_seed(0)),
                                       dim=-1).double()
