@@ -1,6 +1,6 @@
 """Memory-aligned comparison and the memory-agnostic measures AUC-A / AUC-L.
 
-Zhou et al., "Deep Class-Incremental Learning: A Survey" (TPAMI 2024, §7.2–7.3;
+Zhou et al., "Deep Class-Incremental Learning: A Survey" (TPAMI 2024, memory-aligned and memory-agnostic evaluation;
 code zhoudw-zdw/CIL_Survey @ 197fa86215a5b2e8fe7ce768654620f9a030cbb5) compare
 methods at *equal memory*, memory counted as the bytes of the model plus the
 exemplars, and summarise a method run at several memory budgets by the area

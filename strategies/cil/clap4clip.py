@@ -7,7 +7,7 @@ Reference: srvCodes/clap4clip @ 7ff95c2894c22ce141f8df06301bed9620a40bf7
 --expandable-adapter --lasp --beta 15 --finetuning --finetune-epochs 1
 --forward-times 20 --exemplar-selector random --method er``.
 
-Model (Sec. 3 of the paper): the hand-crafted prompts' text embeddings ``t_c``
+Model (the paper's method section; the reference's ``CLIP.forward``): the hand-crafted prompts' text embeddings ``t_c``
 (template-averaged, frozen) are the queries of a visual-guided attention
 module (``vga``: one ``nn.TransformerDecoder`` layer, one head, GELU) whose
 memory is the batch's normalised image features; a block-diagonal mask keeps

@@ -11,8 +11,8 @@ training (the reference's ``freeze_projection_weight_new``). A task also adds
 cross-modal fusion is one single-head self-attention block (residual +
 LayerNorm, dropout 0.1) over the sequence ``[image, texts of the seen classes,
 projected class prototypes, context prompts]``; its outputs give the fused
-image, text and prototype features (Eq. 6–8 of the paper). Loss per batch
-(Eq. 10): ``CE(fused image · fused textsᵀ) + CLIP contrastive(projected
+image, text and prototype features (``Proof_Net.forward_transformer``). Loss per batch
+(``Learner._train_proj``): ``CE(fused image · fused textsᵀ) + CLIP contrastive(projected
 image, projected text of its label) + CE(fused image · fused prototypesᵀ)``.
 Prediction sums ``projected image · projected textᵀ``, ``fused image · fused
 textᵀ`` and ``fused image · fused prototypeᵀ``. Exemplar memory: PyCIL's

@@ -8,16 +8,16 @@ A bias-free linear adapter ``A`` (D×D) maps frozen CLIP image features; logits
 are ``s · norm(A x) · norm(t_c)ᵀ`` over the seen classes' text embeddings
 ``t_c`` (prompt ``"a good photo of a {}."``), ``s = 100`` (CLIP's scale).
 
-- **Pseudo-feature replay** (Sec. 3.3): after each task every class keeps the
+- **Pseudo-feature replay** (``main.py``, ``sample``): after each task every class keeps the
   mean and covariance (``+ 1e-4·I``) of its frozen features; from the second
   task on each batch adds ``10·β`` samples of ``N(μ_c, Σ_c)`` for
   ``classes_per_batch`` old classes taken in turn from a per-epoch shuffle of
   the old classes (Cholesky sampling, optional ``shrink_cov`` shrinkage).
-- **Class-name-aware separation** (Sec. 3.2): old classes whose text embedding
+- **Class-name-aware separation** (``adaptation``, the hinge in ``main.py``): old classes whose text embedding
   lies closer than ``threshold`` (Euclidean) to a new class's form hard pairs;
   ``20·β`` pseudo-features of the old class per pair get the hinge
   ``relu(−⟨f, t_old⟩ + ⟨f, t_new⟩ + 0.1)``.
-- **Decomposed parameter fusion** (Sec. 3.4): after each task, with
+- **Decomposed parameter fusion** (``mix_matrix``): after each task, with
   ``A_old = U S Vᵀ``, ``P = Uᵀ A_new``, ``m = clamp(|P − S Vᵀ| / max + mix_bias, ≤ 1)``,
   ``A = U (m ⊙ P + (1 − m) ⊙ S Vᵀ)``.
 
@@ -72,7 +72,7 @@ def class_gaussian(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def fuse_adapter(new: torch.Tensor, old: torch.Tensor, mix_bias: float) -> torch.Tensor:
-    """Decomposed parameter fusion of two adapter weights (D, D) (RAPF Eq. 9–10, ``mix_matrix``)."""
+    """Decomposed parameter fusion of two adapter weights (D, D) (RAPF's ``mix_matrix``)."""
     u, s, vh = torch.linalg.svd(old)
     p_new = u.T @ new
     sv = torch.diag(s) @ vh
@@ -82,7 +82,7 @@ def fuse_adapter(new: torch.Tensor, old: torch.Tensor, mix_bias: float) -> torch
 
 
 def hinge_separation(edge: torch.Tensor, own: torch.Tensor, close: torch.Tensor) -> torch.Tensor:
-    """Hinge of RAPF Eq. 6 on normalised adapted pseudo-features and text embeddings (E, D)."""
+    """RAPF's separation hinge (``main.py``) on normalised adapted pseudo-features and text embeddings (E, D)."""
     edge = F.normalize(edge, dim=-1)
     return torch.relu(-(edge * own).sum(-1) + (edge * close).sum(-1) + 0.1).mean()
 
