@@ -42,6 +42,10 @@ for _name, _target, *_reserved in (  # reserved: filled by the library (the run'
     ("er-contrastive", "imagetext.replay:ERContrastive"),
     ("mod-x", "imagetext.modx:ModX"),
     ("ctp", "imagetext.ctp:CTP"),
+    ("proof", "cil.proof:PROOF"),
+    ("rapf", "cil.rapf:RAPF"),
+    ("engine", "cil.engine:ENGINE"),
+    ("clap4clip", "cil.clap4clip:CLAP4CLIP"),
 ):
     STRATEGIES.register(_name, f"strategies.{_target}", reserved=tuple(_reserved))
 

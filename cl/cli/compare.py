@@ -31,10 +31,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "to report over class orders run with stream.class_order_seed=run")
     p.add_argument("--allow-modified", action="store_true",
                    help="use a results.json that fails its checksum (edited or damaged)")
+    p.add_argument("--memory", action="store_true",
+                   help="memory-aligned view: runs at their memory, which keep exemplars, and "
+                        "AUC-A/AUC-L per method over its budgets (cl.reporting.memory)")
+    p.add_argument("--image-bytes", type=int, metavar="N",
+                   help="with --memory: also charge each exemplar as a stored image of N bytes "
+                        "(the survey: 3072 for CIFAR, 150528 for 224px)")
     p.set_defaults(func=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    if args.memory:
+        from cl.reporting.memory import memory_view
+
+        print(memory_view(args.run_dirs, image_bytes=args.image_bytes,
+                          allow_modified=args.allow_modified), end="")
+        return 0
     from cl.reporting.compare import compare
 
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
