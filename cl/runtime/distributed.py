@@ -108,14 +108,22 @@ def all_reduce_gradients(params: list[torch.Tensor]) -> None:
     ``b_r / B`` (``B = Σ b_r``, from :func:`sum_counts`), the sum is the single-process
     gradient of the global batch mean, also for unequal or empty shards. A parameter
     without a gradient on a rank counts as zero there, so modules that a rank did not
-    use in this step (mixture-of-experts routing) need no special handling; all ranks
-    must pass the same parameters in the same order. Gradients travel flattened in
-    one buffer per dtype.
+    use in this step (mixture-of-experts routing) need no special handling; a parameter
+    without a gradient on every rank keeps none, as in one process (an optimiser then
+    skips it: no weight decay of an unused parameter, e.g. CLIP's ``logit_scale`` under
+    a fixed temperature). All ranks must pass the same parameters in the same order.
+    Gradients travel flattened in one buffer per dtype.
     """
     if world_size() == 1:
         return
+    used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
+    if dist.get_backend() == "nccl":
+        used = used.cuda()
+    dist.all_reduce(used)
     by_dtype: dict[torch.dtype, list[torch.Tensor]] = {}
-    for p in params:
+    for p, anywhere in zip(params, used.tolist(), strict=True):
+        if not anywhere:
+            continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         by_dtype.setdefault(p.grad.dtype, []).append(p)

@@ -351,7 +351,8 @@ class ContrastiveFinetune(Strategy):
             return
         distributed.all_reduce_gradients(params)
         for p in params:
-            p.grad.div_(world)
+            if p.grad is not None:
+                p.grad.div_(world)
 
     @staticmethod
     def frozen_copy(model: nn.Module) -> nn.Module:

@@ -84,7 +84,7 @@ def test_ctp_runs_over_a_fake_p9d_layout_with_map_scores(tmp_path):
     out = tmp_path / "run"
     assert main(["run", "--config", "experiments/imagetext/ctp-p9d.toml", "--data-root",
                  str(tmp_path / "data"), "--backbone", "cl-tiny-vit", "--device", "cpu",
-                 "--set", "strategy.iterations=2", "--set", "strategy.batch_size=4",
+                 "--set", "strategy.epochs=1", "--set", "strategy.batch_size=4",
                  "--set", "strategy.queue_size=16", "--set", "num_workers=0",
                  "--out", str(out), "--no-progress"]) == 0
     res = json.loads((out / "results.json").read_text())
