@@ -189,6 +189,20 @@ class DIKI(AdaptingStrategy):
         #: (task, image weight, text weight) the encoders use; None: the frozen model
         self._route: tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None] | None = None
 
+    def check_run(self, backbone: Any, stream: Any) -> dict[str, Any]:
+        """Prompt depths beyond a tower's blocks become its block count (the reference's
+        ``depth_vision = depth_text = 8`` assume ViT-B/16's 12 blocks; ``toy-clip`` has 4):
+        the run warns and records the depths used in ``effective_options``."""
+        model = getattr(backbone, "model", None)
+        if model is None or not hasattr(model, "visual"):
+            return {}
+        blocks = {"depth_vision": len(model.visual.transformer.resblocks),
+                  "depth_text": len(model.transformer.resblocks)}
+        effective = {name: n for name, n in blocks.items() if getattr(self.options, name) > n}
+        if effective:
+            self.options = replace(self.options, **effective)
+        return effective
+
     def _check_backbone(self, backbone: Any, model: nn.Module) -> None:
         if not getattr(backbone, "has_text", False) or \
                 not hasattr(getattr(model, "visual", None), "transformer"):

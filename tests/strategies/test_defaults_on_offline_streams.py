@@ -47,7 +47,13 @@ SHORT: dict[str, list[str]] = {
                      "strategy.ddas_reference_iterations=2"],
     "slca": ["strategy.iterations=2", "strategy.ca_epochs=1"],
     **{name: ["strategy.iterations=2"] for name in IMAGE_TEXT},
+    "diki": ["strategy.iterations=2"],
+    "magmax": ["strategy.iterations=2"],
+    **{name: ["strategy.epochs=1"] for name in ("l2p", "dualprompt", "coda-prompt", "proof",
+                                                 "rapf", "engine", "clap4clip")},
 }
+#: Methods defined for class-incremental streams only: elsewhere they refuse before the run.
+CLASS_INCREMENTAL_ONLY = ("proof", "rapf", "engine", "clap4clip")
 #: Cases that run in CI (a few seconds each); the others are marked slow.
 FAST = {("nmc", "split-digits"), ("zeroshot", "split-digits")}
 
@@ -75,6 +81,11 @@ def test_a_builtin_strategy_runs_with_its_defaults_on_a_builtin_offline_stream(
     for assignment in sets:
         argv += ["--set", assignment]
     code = main(argv)
+    scenario = streams.get(stream).scenario
+    if strategy in CLASS_INCREMENTAL_ONLY and scenario != "class-incremental":
+        err = capsys.readouterr().err  # refused before any training, naming the scenario
+        assert code == 2 and "class-incremental method" in err and scenario in err, err
+        return
     assert code == 0, capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())
     assert results["status"] == "completed"
