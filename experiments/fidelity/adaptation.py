@@ -1,4 +1,4 @@
-"""ZSCL's distillation and weight-space merges, and MoE-Adapters' DDAS, against ours.
+"""ZSCL's distillation and weight-space merges, and MoE-Adapters' DDAS decisions, against ours.
 
 References executed (Thunderbeee/ZSCL ``mtil/src/models/``):
 
@@ -11,19 +11,31 @@ References executed (Thunderbeee/ZSCL ``mtil/src/models/``):
   ``ref_embeddings``, already L2-normalised), ``logit_scale``, ``loss = 0`` and ``args``.
 * ``finetune.py`` lines ``if (args.we or args.moving_avg …`` through ``merge_we(model.module,
   we_model, we_n)`` (the weight-ensemble snapshot, ``--we --avg_freq``), run unchanged after each
-  iteration ``0..T`` of a stand-in training loop; the one change: its ``elif args.we:`` branch
-  ends the block, so the trailing ``else: wise_we(...)`` line is not executed (``--we_wise`` is
-  not a method of ours).
+  iteration ``0..T`` of a stand-in training loop (the block stops after the ``elif args.we:``
+  branch: the trailing ``else: wise_we(...)``, ``--we_wise``, is not a method of ours).
 * ``finetune.py`` the two ``--wise_merge`` lines ``for param_q, param_k in
   zip(model.module.parameters(), wise_ft_model.parameters()):`` / ``param_q.data = …``, unchanged.
 
+Reference executed (JiazuoYu/MoE-Adapters4CL ``mtil/src/models/``):
+
+* ``AutoEncoder.py`` ``Autoencoder`` and ``encoder_criterion``, ast-extracted unchanged (``nn`` as
+  a global); each instance gets the state dict of one of our ``Autoencoder`` s (same layer names).
+* ``evaluation.py`` ``zeroshot_eval`` lines ``input_to_ae = F.sigmoid(input_to_ae)`` through
+  ``task_id = best_router - 1`` (the DDAS decision over its 12 autoencoders), run unchanged with
+  ``input_to_ae`` = the batch's (N, D) features, i.e. after its AlexNet ``feature_extractor`` and
+  ``view`` (not run: the features are plain tensors), ``Autoencoder_list`` and
+  ``args.threshold``. Not compared: the autoencoders' training (``AutoEncoder.py``'s loop).
+
 Ours: ``strategies.adaptation.losses`` (``distillation_loss``, ``clip_distillation``,
-``weight_l2_loss``) and ``strategies.adaptation.weight_ensemble`` (``interpolate``,
-``RunningWeightAverage``). Inputs: float64 tensors from seeded generators; the "models" are
-float64 ``nn.Sequential`` MLPs whose parameters are the weights ours takes as name → tensor
-mappings. The stand-in training step adds a seeded perturbation at iterations ``0..T−1`` and
-none at the reference's extra iteration ``T`` (its learning rate there is 0, see
-``docs/fidelity.md``), so the comparison covers when snapshots are taken as well as their average.
+``weight_l2_loss``), ``strategies.adaptation.weight_ensemble`` (``interpolate``,
+``RunningWeightAverage``) and ``strategies.adaptation.ddas.DDAS`` (batch decisions; its
+``domains_`` = ``[ZERO_SHOT, 0, …, 10]``: autoencoder 0 is the reference domain, whose winners go
+to zero-shot as the reference's ``task_id = -1``). Inputs: float64 tensors from seeded
+generators; the "models" are float64 ``nn.Sequential`` MLPs whose parameters are the weights ours
+takes as name → tensor mappings. The stand-in training step adds a seeded perturbation at
+iterations ``0..T−1`` and none at the reference's extra iteration ``T`` (its learning rate there
+is 0, see ``docs/fidelity.md``), so the comparison covers when snapshots are taken as well as
+their average.
 """
 
 from __future__ import annotations
@@ -31,9 +43,12 @@ from __future__ import annotations
 import common
 
 NAME = "adaptation"
-DESCRIPTION = "ZSCL / LwF distillation, L2 anchor, WiSE-FT merge and ZSCL weight ensemble"
+DESCRIPTION = ("ZSCL / LwF distillation, L2 anchor, WiSE-FT merge, ZSCL weight ensemble and "
+               "MoE-Adapters DDAS decisions vs the references' own source")
 ZSCL = common.Git("Thunderbeee/ZSCL", "b96e71423e2cbd592ddd229aaf2f1e889b86f1af")
-REFERENCES = (ZSCL,)
+MOE = common.Git("JiazuoYu/MoE-Adapters4CL", "4572d97d28d3a7b45e8808bee1d3c64263f425f2")
+REFERENCES = (ZSCL, MOE)
+AUTOENCODERS = 12  # evaluation.py's loop over Autoencoder_list[0..11]
 
 
 def _mlp(seed: int):
@@ -173,6 +188,71 @@ def _merges(src, ref) -> list[common.Row]:
     ]
 
 
+def _ddas(models) -> list[common.Row]:
+    from types import SimpleNamespace
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from strategies.adaptation.ddas import DDAS, ZERO_SHOT, Autoencoder
+
+    ref = common.load_source(models / "AutoEncoder.py", ["Autoencoder", "encoder_criterion"],
+                             namespace={"nn": nn})
+    dim, code = 48, 10
+    torch.manual_seed(0)
+    ours_aes = [Autoencoder(dim, code).double() for _ in range(AUTOENCODERS)]
+    ref_aes = []
+    for ae in ours_aes:
+        r = ref.Autoencoder(input_dims=dim, code_dims=code).double()
+        r.load_state_dict(ae.state_dict())
+        ref_aes.append(r)
+    errors, disagree, zero_shot, batches, routed = (0.0, 0.0), 0, 0, 0, set()
+    g = torch.Generator().manual_seed(1)
+    feats = [torch.randn(6, dim, generator=g, dtype=torch.float64) * (0.5 + i / 8)
+             + torch.randn(dim, generator=g, dtype=torch.float64) for i in range(32)]
+    for threshold in (float("inf"), 0.0, None):
+        if threshold is None:  # the median best error: half the batches go zero-shot
+            with torch.no_grad():
+                best = sorted(min(ref.encoder_criterion(a(torch.sigmoid(f)), torch.sigmoid(f))
+                                  for a in ref_aes).item() for f in feats)
+            threshold = best[len(best) // 2]
+        ddas = DDAS(threshold=threshold)
+        ddas.autoencoders_ = nn.ModuleList(ours_aes)
+        ddas.domains_ = [ZERO_SHOT, *range(AUTOENCODERS - 1)]  # AE 0: the reference domain
+        ddas.n_features_in_ = dim
+        for f in feats:
+            with torch.no_grad():
+                ns = common.run_statements(
+                    models / "evaluation.py", "input_to_ae = F.sigmoid(input_to_ae)",
+                    "task_id = best_router - 1",
+                    {"F": F, "input_to_ae": f.clone(), "Autoencoder_list": ref_aes,
+                     "encoder_criterion": ref.encoder_criterion,
+                     "args": SimpleNamespace(threshold=threshold)})
+                ref_errors = torch.stack([ref.encoder_criterion(a(ns["input_to_ae"]),
+                                                                ns["input_to_ae"])
+                                          for a in ref_aes])
+            ours_errors = ddas.decision_function(f)[0]
+            d = common.max_diff(ours_errors, ref_errors)
+            errors = (max(errors[0], d[0]), max(errors[1], d[1]))
+            routes = ddas.predict(f)
+            disagree += int((routes != ns["task_id"]).sum())
+            zero_shot += int(ns["task_id"] == ZERO_SHOT)
+            routed.add(int(ns["task_id"]))
+            batches += 1
+    what = (f"{batches} batches of 6 (D = {dim}, {AUTOENCODERS} autoencoders of code {code}, "
+            f"AE 0 the reference domain; threshold ∞, 0 and the median best error; "
+            f"{zero_shot} batches zero-shot, {len(routed) - 1} tasks chosen)")
+    return [
+        common.Row("`DDAS.decision_function` (moe-adapters)",
+                   f"per-autoencoder batch reconstruction errors vs `encoder_criterion`, {what}",
+                   *errors, tol=1e-15),
+        common.Row("`DDAS.predict` (moe-adapters)",
+                   f"routes that differ from `evaluation.py`'s `task_id` (count of images), {what}",
+                   disagree, dtype="float64", tol=0),
+    ]
+
+
 def run(refs: common.Refs) -> list[common.Row]:
     import torch
     import torch.nn.functional as F
@@ -180,4 +260,6 @@ def run(refs: common.Refs) -> list[common.Row]:
     models = refs.path(ZSCL) / "mtil" / "src" / "models"
     ref = common.load_source(models / "helpers.py", ["distillation", "l2_loss", "merge_we"],
                              namespace={"torch": torch, "F": F})
-    return _losses(models / "finetune.py", ref) + _merges(models / "finetune.py", ref)
+    moe = refs.path(MOE) / "mtil" / "src" / "models"
+    return (_losses(models / "finetune.py", ref) + _merges(models / "finetune.py", ref)
+            + _ddas(moe))
