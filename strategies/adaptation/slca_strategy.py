@@ -44,6 +44,26 @@ from strategies.adaptation.slca import (
 from streams.core import LabelSpace
 
 
+def class_gaussians(features: torch.Tensor, labels: torch.Tensor, classes: list[int],
+                    task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (C, D) and covariance (C, D, D) of each class's features, in float64.
+
+    The covariance is ``torch.cov`` (unbiased), as the reference's ``_compute_class_mean``;
+    a class with a single training feature has none (``torch.cov`` gives NaN), so its
+    covariance is 0 and its pseudo-features are its mean plus the alignment's jitter.
+    Raises ``ValueError`` naming a class with no training feature.
+    """
+    means, covs = [], []
+    for c in classes:
+        x = features[labels == c].double()
+        if len(x) == 0:
+            raise ValueError(f"slca: class {c} of task {task!r} has no training image; its "
+                             "Gaussian for classifier alignment cannot be estimated.")
+        means.append(x.mean(0))
+        covs.append(torch.cov(x.T) if len(x) > 1 else x.new_zeros(x.shape[1], x.shape[1]))
+    return torch.stack(means), torch.stack(covs)
+
+
 class SLCA(AdaptingStrategy):
     """SLCA on open_clip: slow-learning image tower, per-task linear head, classifier alignment.
 
@@ -73,6 +93,17 @@ class SLCA(AdaptingStrategy):
         self._covariances: torch.Tensor | None = None  # (C, D, D) float64
         self._aligned: tuple[torch.Tensor, torch.Tensor] | None = None
         self._known = 0
+
+    def check_run(self, backbone: Any, stream: Any) -> dict[str, Any]:
+        """SLCA grows one head layer per task of new classes; a domain-incremental stream
+        repeats its classes in every task, so it is refused before the run."""
+        if getattr(stream, "scenario", None) == "domain-incremental":
+            raise ValueError(
+                f"slca adds a head layer for each task's new classes, and stream "
+                f"{stream.name!r} is domain-incremental (every task has the same classes); use "
+                "a class- or task-incremental stream, or clip-finetune for domain-incremental "
+                "sessions.")
+        return {}
 
     # -- head ------------------------------------------------------------------------------------
     def _begin_task(self, model: nn.Module, ctx: Context) -> None:
@@ -137,8 +168,7 @@ class SLCA(AdaptingStrategy):
             raise RuntimeError("slca: after_task needs the task's images (train_task).")
         features, labels = self._features(model, data, ctx)
         new = self._classes[self._known:]
-        means = torch.stack([features[labels == c].double().mean(0) for c in new])
-        covs = torch.stack([torch.cov(features[labels == c].double().T) for c in new])
+        means, covs = class_gaussians(features, labels, new, ctx.task.name)
         self._means = means if self._means is None else torch.cat([self._means, means])
         self._covariances = covs if self._covariances is None else torch.cat([self._covariances,
                                                                               covs])
