@@ -165,15 +165,23 @@ class CILStrategy(Strategy):
         self.task_sizes: list[int] = []
         self.trained = 0
 
+    def check_run(self, backbone: Any, stream: Any) -> dict[str, Any]:
+        """Refuse, before the run directory is touched, a stream that is not class-incremental."""
+        self._check_scenario(stream)
+        return {}
+
+    def _check_scenario(self, stream: Any) -> None:
+        if stream.scenario != "class-incremental":
+            raise ValueError(
+                f"{type(self).__name__} is a class-incremental method; stream "
+                f"{stream.name!r} is {stream.scenario!r}. Use a class-incremental stream "
+                "(split-cifar100, imagenet-r, toy-cil).")
+
     def _check_features(self, data: TaskData, ctx: Context) -> tuple[torch.Tensor, torch.Tensor]:
         if data.features is None:
             raise ValueError(f"{type(self).__name__} needs cached features; got none for "
                              f"{ctx.task.name!r}.")
-        if ctx.stream.scenario != "class-incremental":
-            raise ValueError(
-                f"{type(self).__name__} is a class-incremental method; stream "
-                f"{ctx.stream.name!r} is {ctx.stream.scenario!r}. Use a class-incremental stream "
-                "(split-cifar100, imagenet-r, toy-cil).")
+        self._check_scenario(ctx.stream)  # also when driven without the runner's check_run
         x = data.features.float()
         if not torch.isfinite(x).all():
             raise ValueError(f"features of task {ctx.task.name!r} contain NaN or inf; clear the "

@@ -157,7 +157,7 @@ def test_bad_options_name_themselves(tmp_path):
 
 def test_refuses_task_incremental_streams(backbone, tmp_path):
     mtil = streams.get("toy-mtil", domains=["counts", "colours"], n_train=4, n_test=2, seed=0)
-    runner = Runner(mtil, strategies.get("rapf", **FAST["rapf"]), copy.deepcopy(backbone),
-                    out_dir=tmp_path / "run", seed=0, progress=False)
-    with pytest.raises(ValueError, match="class-incremental"):
-        runner.run()
+    with pytest.raises(ValueError, match="class-incremental"):  # before the run directory exists
+        Runner(mtil, strategies.get("rapf", **FAST["rapf"]), copy.deepcopy(backbone),
+               out_dir=tmp_path / "run", seed=0, progress=False).run()
+    assert not (tmp_path / "run" / "results.json").exists()
