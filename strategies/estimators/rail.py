@@ -191,10 +191,9 @@ class RAIL(IncrementalClassifier):
     def statistics_nbytes(self) -> int:
         """Bytes of the fitted state, without copying it."""
         ridge = getattr(self, "ridge_", None)
-        if self.form == "primal" and hasattr(ridge, "statistics_nbytes"):
+        if hasattr(ridge, "statistics_nbytes"):
             return ridge.statistics_nbytes()
-        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray)) + sum(
-            v.nbytes for v in vars(ridge or object()).values() if isinstance(v, np.ndarray))
+        return sum(v.nbytes for v in self.get_statistics().values() if isinstance(v, np.ndarray))
 
     def _decision_function(self, X: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
         """Regression outputs (n, C) (or only ``columns``)."""

@@ -127,11 +127,10 @@ class RanPAC(IncrementalClassifier):
         return self.ridge_._decision_function(X, columns)
 
     def statistics_nbytes(self) -> int:
-        """Bytes of the fitted state, without copying it."""
-        ridge = self.ridge_
-        if hasattr(ridge, "statistics_nbytes"):
-            return ridge.statistics_nbytes()
-        return sum(v.nbytes for v in vars(ridge).values() if isinstance(v, np.ndarray))
+        """Bytes of the fitted state (without copying it where the ridge can say so)."""
+        if hasattr(self.ridge_, "statistics_nbytes"):
+            return self.ridge_.statistics_nbytes()
+        return sum(v.nbytes for v in self.get_statistics().values() if isinstance(v, np.ndarray))
 
     def get_statistics(self) -> dict[str, Any]:
         stats = {f"ridge.{k}": v for k, v in self.ridge_.get_statistics().items()}

@@ -46,3 +46,15 @@ def test_fusion_keeps_zero_shot_for_unlearned_predictions() -> None:
     torch.testing.assert_close(out[0], 0.2 * p[0] + 0.8 * torch.tensor([0.2, 0.9, 0.0]))
     torch.testing.assert_close(out[1], p[1])  # zero-shot picked an unlearned class: untouched
     assert out.argmax(1).tolist() == [1, 2]
+
+
+def test_every_form_reports_the_bytes_of_its_state() -> None:
+    """``memory_bytes`` of the strategy: the dual (kernel) form counts its stored features and
+    coefficients, the primal forms their own state, without copying it."""
+    X, y = _digits()
+    for model in (RAIL(form="dual"), RAIL(n_components=200),
+                  RAIL(n_components=200, solver="recursive")):
+        model.fit(X[:200], y[:200])
+        stats = model.get_statistics()
+        expected = sum(v.nbytes for v in stats.values() if isinstance(v, np.ndarray))
+        assert model.statistics_nbytes() == expected > 0
