@@ -12,23 +12,11 @@ import torch
 import torch.nn.functional as F
 
 import strategies
-import streams
 from cl.cli import main
 from cl.core.runner import Runner
-from cl.models.backbones import create_backbone
 
 FAST = {"epochs": 0, "iterations": 2, "batch_size": 8}
 NAMES = ("l2p", "dualprompt", "coda-prompt")
-
-
-@pytest.fixture(scope="module")
-def pristine():
-    return create_backbone("toy-clip")
-
-
-@pytest.fixture(scope="module")
-def stream():
-    return streams.get("toy-cil", n_train=12, n_test=6)  # 5 tasks of 2 classes
 
 
 def _clip_targets(stream, backbone):

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 import strategies
-import streams
 from cl.core.runner import Runner
 from cl.models.backbones import create_backbone
 from strategies.prompts.coda import CodaPool, gram_schmidt
@@ -23,16 +22,6 @@ from strategies.prompts.selection import select
 ROOT = Path(__file__).resolve().parents[3]
 FAST = {"epochs": 0, "iterations": 2, "batch_size": 8}
 NAMES = ("l2p", "dualprompt", "coda-prompt")
-
-
-@pytest.fixture(scope="module")
-def pristine():
-    return create_backbone("toy-clip")
-
-
-@pytest.fixture(scope="module")
-def stream():
-    return streams.get("toy-cil", n_train=12, n_test=6)  # 5 tasks of 2 classes
 
 
 def _learn(strategy, runner, tasks):
