@@ -7,7 +7,7 @@ each task's loss covers the classes of the training label space (plus the
 classes of replayed examples, when a replay plugin is attached).
 
 Compute: ``train_flops`` counts the MLP's forward and backward passes with
-``torch.utils.flop_counter.FlopCounterMode`` on the task's first minibatch,
+``cl.core.flops.flop_counter`` on the task's first minibatch,
 scaled by the examples seen (the MLP's FLOPs are linear in the batch size).
 For the NEVIS'22 protocol (:mod:`cl.core.selection`) the learning rate and the
 label smoothing are searchable, over the reference's ranges.
@@ -27,8 +27,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from cl.core.flops import flop_counter
 from cl.core.strategy import Context, Strategy, TaskData
 from cl.models.language_head import check_head, classifier, stream_targets
 from streams.core import LabelSpace
@@ -130,7 +130,7 @@ class Finetune(Strategy):
             for start in range(0, len(x), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 xb, yb = ctx.before_batch(x[idx], y[idx])
-                counter = FlopCounterMode(display=False) if flops_per_example is None else None
+                counter = flop_counter() if flops_per_example is None else None
                 with counter if counter is not None else nullcontext():
                     cols = _columns(space, yb)
                     tb = torch.searchsorted(cols, yb).to(ctx.device)

@@ -66,15 +66,16 @@ def flops_per_image(backbone: Backbone, image: torch.Tensor) -> int:
 
     A backbone whose cost is known without running it says so
     (:meth:`~cl.models.backbones.Backbone.analytic_flops`: ``pixels`` costs 0); other
-    backbones are counted by ``torch.utils.flop_counter.FlopCounterMode``, imported only
-    then (it pulls in ``torch._dynamo``, seconds of import).
+    backbones are counted by :func:`cl.core.flops.flop_counter` (torch's ``FlopCounterMode``
+    plus the attention kernels it misses), imported only then (it pulls in
+    ``torch._dynamo``, seconds of import).
     """
     known = backbone.analytic_flops(tuple(image.shape))
     if known is not None:
         return int(known)
-    from torch.utils.flop_counter import FlopCounterMode
+    from cl.core.flops import flop_counter
 
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     with torch.inference_mode(), counter:
         backbone.encode_images(image.unsqueeze(0))
     return int(counter.get_total_flops())
@@ -190,7 +191,7 @@ def trains_with_torch(strategy: Any) -> bool:
 class SampledFlopCounter:
     """FLOPs of a training block, counted on its first optimiser steps and extrapolated.
 
-    Inside the block, ``torch.utils.flop_counter.FlopCounterMode`` counts every
+    Inside the block, :func:`cl.core.flops.flop_counter` counts every
     operation until the ``sample_steps``-th ``torch.optim`` step (a global optimiser
     step hook sees every optimiser); then the counter leaves and each later step is
     charged the FLOPs of the last counted one. Total:
@@ -217,9 +218,10 @@ class SampledFlopCounter:
 
     def __enter__(self) -> Self:
         from torch.optim.optimizer import register_optimizer_step_post_hook
-        from torch.utils.flop_counter import FlopCounterMode
 
-        self._counter = FlopCounterMode(display=False)
+        from cl.core.flops import flop_counter
+
+        self._counter = flop_counter()
         self._counter.__enter__()
         self._hook = register_optimizer_step_post_hook(self._stepped)
         return self

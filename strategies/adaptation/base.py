@@ -60,9 +60,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
+from cl.core.flops import flop_counter
 from cl.core.strategy import Context, Strategy, TaskData
 from cl.runtime import accel, distributed
 from cl.runtime.data import loader
@@ -289,7 +289,7 @@ class AdaptingStrategy(Strategy):
                       disable=not ctx.progress):
             # FLOPs: step 0 (with the prompt encoding) and step 1 (a steady step) are counted;
             # the task's total is flops(0) + flops(1) * (iterations - 1).
-            counting = FlopCounterMode(display=False) if i < 2 else nullcontext()
+            counting = flop_counter() if i < 2 else nullcontext()
             with counting:
                 x, y = ctx.before_batch(*next(batches))
                 target = torch.as_tensor(space.positions(y.tolist()), device=device)

@@ -38,9 +38,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 from torch.utils.data import Dataset
-from torch.utils.flop_counter import FlopCounterMode
 from tqdm.auto import tqdm
 
+from cl.core.flops import flop_counter
 from cl.core.plugin import Plugin
 from cl.core.strategy import Context, Strategy, TaskData
 from cl.runtime import distributed
@@ -312,7 +312,7 @@ class ContrastiveFinetune(Strategy):
                       disable=not ctx.progress):
             for group in opt.param_groups:
                 group["lr"] = o.lr * lr_factor(i, total, warmup, min_ratio)
-            counting = FlopCounterMode(display=False) if i == 0 else nullcontext()
+            counting = flop_counter() if i == 0 else nullcontext()
             with counting:
                 x, captions = next(batches)
                 x, tokens = x.to(device), tokenizer(captions).to(device)
