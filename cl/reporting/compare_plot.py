@@ -20,10 +20,6 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -63,8 +59,8 @@ def figure(runs: Sequence[RunSummary] | Comparison, over: Sequence[str] = ("seed
                           + ("" if options_text(g) == "—" else f"\n{options_text(g)}"))
     shown = metric_keys(runs, None)
     keys = [k for k in BAR_METRICS if k in shown and any(defined_value(r, k) is not None for r in runs)]
-    fig, (bars, scatter) = plt.subplots(1, 2, figsize=(max(8.0, 4 + 1.4 * len(groups)), 4.8),
-                                        gridspec_kw={"width_ratios": [1.4, 1]})
+    fig = Figure(figsize=(max(8.0, 4 + 1.4 * len(groups)), 4.8))
+    bars, scatter = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]})
     x = np.arange(len(groups))
     width = 0.8 / max(len(keys), 1)
     for i, key in enumerate(keys):
@@ -121,10 +117,7 @@ def write_plot(runs: Sequence[RunSummary] | Comparison, path: str | os.PathLike[
         raise ValueError(f"plot file {str(target)!r} must end in {', '.join(PLOT_FORMATS)}.")
     fig = figure(runs, over)
     buf = io.BytesIO()
-    try:
-        fig.savefig(buf, format=target.suffix.lower()[1:], dpi=120)
-    finally:
-        plt.close(fig)
+    fig.savefig(buf, format=target.suffix.lower()[1:], dpi=120)
     atomic_write(target, lambda fh: fh.write(buf.getvalue()))
     return target
 

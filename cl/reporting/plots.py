@@ -6,11 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 from cl.core.metrics import nevis_error_curve
 from cl.core.results import matrix_from_json
@@ -26,10 +23,9 @@ def _score(results: dict[str, Any]) -> str:
     return str(results.get("score", "accuracy"))
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
     save_figure(fig, path, root=path.parent, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -45,7 +41,8 @@ def heatmap(results: dict[str, Any], path: Path) -> Path:
     names = results["tasks"]
     T = len(names)
     size = min(2 + 0.45 * T, 24)
-    fig, ax = plt.subplots(figsize=(size, size * 0.85))
+    fig = Figure(figsize=(size, size * 0.85))
+    ax = fig.subplots()
     im = ax.imshow(A * 100, vmin=0, vmax=100, cmap="viridis")
     fig.colorbar(im, ax=ax, label=f"{_score(results)} (%)")
     if T <= 30:
@@ -87,7 +84,8 @@ def accuracy_over_time(results: dict[str, Any], path: Path) -> Path:
     with_zero_shot = z is not None and bool(results.get("backbone_has_text",
                                                          results.get("backbone") != "pixels"))
     steps = np.arange(0 if with_zero_shot else 1, T + 1)
-    fig, ax = plt.subplots(figsize=(9.5 if T <= 12 else 8, 5))
+    fig = Figure(figsize=(9.5 if T <= 12 else 8, 5))
+    ax = fig.subplots()
     markers = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
     widths = np.linspace(4.5, 1.2, T) if T > 1 else np.array([2.0])
     for j, name in enumerate(results["tasks"]):
@@ -129,7 +127,8 @@ def error_vs_compute(results: dict[str, Any], path: Path) -> Path:
     use_flops = flops.sum() > 0
     cost = flops if use_flops else np.array([c.get("train_seconds", 0.0) for c in compute])
     x, err = nevis_error_curve(A, cost)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     ax.plot(x, err * 100, marker="o")
     trials = max((int(c.get("hp_trials", 0)) for c in compute), default=0)
     unit = "FLOPs" if use_flops else "seconds"
@@ -160,8 +159,8 @@ def accuracy_vs_memory(results: dict[str, Any], path: Path) -> Path:
     steps = np.arange(1, A.shape[0] + 1)
     known = memory[~np.isnan(memory)]
     scale, unit = _byte_unit(float(known.max()) if len(known) else 0.0)
-    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(7, 5.2),
-                                      gridspec_kw={"height_ratios": [1.6, 1]})
+    fig = Figure(figsize=(7, 5.2))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [1.6, 1]})
     top.plot(steps, seen * 100, marker="o", color="C0")
     top.set_ylabel(f"mean {_score(results)}\non tasks seen (%)")
     top.grid(alpha=0.3)

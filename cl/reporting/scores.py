@@ -105,11 +105,8 @@ def print_scores(results: dict[str, Any], console: Console) -> None:
 
 def retrieval_figure(results: dict[str, Any], path: Path) -> Path:
     """Save :func:`retrieval_heatmaps` to ``path``."""
-    import matplotlib.pyplot as plt
-
     fig = retrieval_heatmaps(results)
     save_figure(fig, path, root=Path(path).parent, dpi=120, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
@@ -117,11 +114,8 @@ def retrieval_heatmaps(results: dict[str, Any]) -> Any:
     """Heatmaps of the key score matrices side by side (rows: the zero-shot row, i.e. the
     scores before any training, when recorded, then after task t; columns: task j), as a
     matplotlib figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.figure import Figure
 
     from cl.core.results import matrix_from_json
 
@@ -130,8 +124,8 @@ def retrieval_heatmaps(results: dict[str, Any]) -> Any:
     T = len(names)
     zeros = results.get("zero_shot_scores") or {}
     size = min(2.4 + 0.3 * (T + 1), 8.3)
-    fig, axes = plt.subplots(1, len(shown), figsize=(size * len(shown) + 1.0, size + 1.0),
-                             squeeze=False, layout="constrained")
+    fig = Figure(figsize=(size * len(shown) + 1.0, size + 1.0), layout="constrained")
+    axes = fig.subplots(1, len(shown), squeeze=False)
     for k, (ax, name) in enumerate(zip(axes[0], shown, strict=True)):
         A = matrix_from_json(results["scores"][name])
         zero = zeros.get(name)
