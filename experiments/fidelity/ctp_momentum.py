@@ -1,4 +1,4 @@
-"""CTP's momentum updates, feature queue, training step and terms on two ranks against ``CLIP_Pretrain``.
+"""CTP momentum updates, feature queue, training steps and terms on two ranks vs ``CLIP_Pretrain``.
 
 Reference executed: KevinLight831/CTP ``models/clip_pretrain.py``: ``CLIP_Pretrain``'s
 ``_momentum_update``, ``_momentum_update_three``, ``_dequeue_and_enqueue``, ``CTP_init``, ``CTP``
@@ -21,10 +21,12 @@ Ours: ``compatible_momentum_update`` with ``CTPOptions``' default momenta, ``Fea
 (stored (K, D): compared with the reference's (D, K) tables transposed), ``clip_loss``,
 ``momentum_contrast_loss`` and ``topology_preservation_loss``, and the ``ctp`` strategy itself
 (``CTP._begin_task``/``_terms`` on the same toy model, default dtype float64 so its queue is
-float64; the scale argument is unused at the default ``contrastive_temperature``). The trainer
-loop of ``train/train_CTP.py`` is re-stated, not executed: the momentum model (and, after the
-first task, the previous-task model) is a copy of the model at the start of a task, the loss is
-the sum of the returned terms, and the step is plain SGD (lr 0.5) on both sides.
+float64; the scale argument is unused at the default ``contrastive_temperature``; the toy has
+no ``logit_scale``, which ours also averages into the momentum model of an open_clip model and
+no momentum feature reads). The trainer loop of ``train/train_CTP.py`` is re-stated, not
+executed: the momentum model (and, after the first task, the previous-task model) is a copy of
+the model at the start of a task, the loss is the sum of the returned terms, and the step is
+plain SGD (lr 0.5) on both sides.
 
 Compared:
 * momentum updates: 6 updates each of the two-model (first task) and three-model forms, the
@@ -136,7 +138,8 @@ def _classes(ref, dim: int):
 
 
 def _params_diff(a, b) -> float:
-    return max(common.max_diff(p, q)[0] for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    pairs = zip(a.parameters(), b.parameters(), strict=True)
+    return max(common.max_diff(p, q)[0] for p, q in pairs)
 
 
 def _queue_diff(ours, ref) -> tuple[float, int]:
@@ -180,8 +183,10 @@ def _momentum(src, ref) -> list[common.Row]:
                 compatible_momentum_update(ours[1], ours[0], ours[2], momentum=options.momentum)
             else:
                 compatible_momentum_update(ours[1], ours[0], momentum=options.first_task_momentum)
-            worst[3 if three else 2] = max(worst[3 if three else 2], _params_diff(ours[1], theirs[1]))
-    what = "momentum model's parameters after each of 6 updates (toy dual encoder, model moved between updates)"
+            form = 3 if three else 2
+            worst[form] = max(worst[form], _params_diff(ours[1], theirs[1]))
+    what = ("momentum model's parameters after each of 6 updates (toy dual encoder, model "
+            "moved between updates)")
     return [
         common.Row("`compatible_momentum_update(m, model, momentum=0.995)` (ctp, first task)",
                    f"`CTP_init`'s `_momentum_update` over its `model_pairs`: {what}", worst[2],
@@ -273,7 +278,8 @@ def _steps(ref) -> list[common.Row]:
                 d, p = _queue_diff(strategy.queue_, theirs)
                 worst["loss"] = max(worst["loss"], abs(our_loss.item() - ref_loss.item()))
                 worst["params"] = max(worst["params"], _params_diff(ours_model, theirs))
-                worst["momentum"] = max(worst["momentum"], _params_diff(strategy._momentum, momentum))
+                worst["momentum"] = max(worst["momentum"],
+                                        _params_diff(strategy._momentum, momentum))
                 worst["queue"], worst["pointer"] = max(worst["queue"], d), worst["pointer"] + p
             strategy._end_task(ctx)
             strategy._tasks_trained += 1
