@@ -25,9 +25,9 @@ stand-in giving ``embed_dim``, ``_tasks_trained`` advanced between the tasks as 
 loop does; default dtype float64 so its queue is float64; the scale argument is unused at the
 default ``contrastive_temperature``; the toy has no ``logit_scale``, which ours also averages
 into the momentum model of an open_clip model and no momentum feature reads). The trainer loop
-of ``train/train_CTP.py`` is re-stated, not executed: the momentum model (and, after the first task, the previous-task model) is a copy of
-the model at the start of a task, the loss is the sum of the returned terms, and the step is
-plain SGD (lr 0.5) on both sides.
+of ``train/train_CTP.py`` is re-stated, not executed: the momentum model (and, after the first
+task, the previous-task model) is a copy of the model at the start of a task, the loss is the
+sum of the returned terms, and the step is plain SGD (lr 0.5) on both sides.
 
 Compared:
 * momentum updates: 6 updates each of the two-model (first task) and three-model forms, the
