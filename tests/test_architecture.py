@@ -148,7 +148,8 @@ def test_report_and_compare_import_no_torch(tmp_path):
 
 def test_the_quickstart_imports_only_what_it_needs(tmp_path):
     """``cl run`` (pixels, nmc): no open_clip, no dynamo (pixels' FLOPs are known: 0), no
-    TensorBoard or W&B (no logger asked for); the run still counts its compute."""
+    TensorBoard or W&B (no logger asked for), no pyplot (figures are drawn on
+    ``matplotlib.figure.Figure``); the run still counts its compute and writes its figures."""
     code = ("from cl.cli import main\n"
             f"assert main(['run', '--out', {str(tmp_path / 'r')!r}, '--no-progress', "
             "'--set', 'stream.n_tasks=2']) == 0")
@@ -157,6 +158,7 @@ def test_the_quickstart_imports_only_what_it_needs(tmp_path):
     assert "open_clip" not in loaded and "transformers" not in loaded and "timm" not in loaded
     assert "torch._dynamo" not in loaded and "torch._inductor" not in loaded
     assert not {"wandb", "tensorboard", "torch.utils.tensorboard"} & loaded
+    assert "matplotlib.pyplot" not in loaded and (tmp_path / "r" / "accuracy_matrix.png").is_file()
     compute = json.loads((tmp_path / "r" / "results.json").read_text())["compute"]
     assert [c["train_flops"] for c in compute] == [0.0, 0.0]
     assert all(c["backbone_forwards"] > 0 for c in compute)

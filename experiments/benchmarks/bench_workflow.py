@@ -10,7 +10,11 @@
 3. The fixed cost of a run: ``cl run`` (the quickstart: nmc on pixels, split-digits)
    and ``cl run --dry-run`` as fresh processes, wall and CPU seconds (median of
    ``--reps``), and with ``--baseline DIR`` the same commands on another checkout
-   (``PYTHONPATH=DIR``), interleaved so that load changes hit both alike.
+   (``PYTHONPATH=DIR``), interleaved so that load changes hit both alike. Beside them,
+   the floor: a process that only imports the libraries the quickstart uses (torch for
+   the runner, scikit-learn for the NMC estimator and the digits, matplotlib for the
+   figures), and the largest speed-up over the baseline that any change inside cl could
+   give (baseline ÷ floor).
 
 Usage::
 
@@ -82,14 +86,20 @@ def protocol_run(root: Path, trials: int, tasks: int, epochs: int) -> tuple[floa
 ROOT = Path(__file__).resolve().parents[2]
 
 
+#: what every quickstart process imports whatever cl does: the floor of its fixed cost
+FLOOR_IMPORTS = "import torch, sklearn.base, sklearn.datasets, matplotlib.figure"
+
+
 def process_seconds(code_dir: Path, argv: list[str], cache: Path) -> tuple[float, float]:
     """Wall and CPU (user + system) seconds of ``python -m cl *argv`` run from ``code_dir``
-    with an empty feature cache ``cache`` (a first run)."""
+    with an empty feature cache ``cache`` (a first run); ``argv = ["-c", CODE]`` runs
+    ``python -c CODE`` instead."""
     env = {**os.environ, "PYTHONPATH": str(code_dir), "MPLBACKEND": "Agg",
            "CL_CACHE_DIR": str(cache)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "cl", *argv], env=env, capture_output=True,
+    command = [sys.executable, *argv] if argv[:1] == ["-c"] else [sys.executable, "-m", "cl", *argv]
+    done = subprocess.run(command, env=env, capture_output=True,
                           text=True, check=False, cwd=cache.parent)  # not a checkout: `-m` puts
     # the working directory first on sys.path, before PYTHONPATH
     wall = time.perf_counter() - start
@@ -105,6 +115,7 @@ def startup(root: Path, baseline: Path | None, reps: int) -> None:
     commands = {"cl run (quickstart)": ["run", "--no-progress"],
                 "cl run --dry-run": ["run", "--dry-run"]}
     times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    floor: list[tuple[float, float]] = []
     for rep in range(reps):
         for command, argv in commands.items():
             for tree, path in trees.items():
@@ -112,6 +123,11 @@ def startup(root: Path, baseline: Path | None, reps: int) -> None:
                 out.mkdir()
                 times.setdefault((command, tree), []).append(
                     process_seconds(path, [*argv, "--out", str(out / "run")], out / "cache"))
+        out = root / f"floor-{rep}"
+        out.mkdir()
+        floor.append(process_seconds(ROOT, ["-c", FLOOR_IMPORTS], out / "cache"))
+    wall_floor = statistics.median(w for w, _ in floor)
+    cpu_floor = statistics.median(c for _, c in floor)
     print(f"fixed cost of a run, fresh processes, median of {reps} (interleaved):")
     for command in commands:
         medians = {}
@@ -124,6 +140,13 @@ def startup(root: Path, baseline: Path | None, reps: int) -> None:
         if baseline:
             (w0, c0), (w1, c1) = medians[f"baseline {baseline}"], medians["this checkout"]
             print(f"  {'':<22} {'speed-up':<40} wall {w0 / w1:6.2f}x   CPU {c0 / c1:6.2f}x")
+    print(f"  floor: python -c {FLOOR_IMPORTS!r}\n  {'':<22} {'':<40} wall {wall_floor:6.2f} s   "
+          f"CPU {cpu_floor:6.2f} s")
+    if baseline:
+        quickstart = times[("cl run (quickstart)", f"baseline {baseline}")]
+        w0, c0 = statistics.median(w for w, _ in quickstart), statistics.median(c for _, c in quickstart)
+        print(f"  largest quickstart speed-up any change inside cl can give (baseline / floor): "
+              f"wall {w0 / wall_floor:.2f}x   CPU {c0 / cpu_floor:.2f}x")
 
 
 def main() -> None:
