@@ -12,11 +12,12 @@ References executed (deepmind/dm_nevis), imported unmodified:
   once per training event; its ``SearchResult.resources_used`` is what the learner's ``train``
   returns, and so what the environment passes to ``aggregate_train_event``.
 
-Stand-ins (the packages are JAX/TensorFlow ones, not installed here; only ``sys.modules`` entries,
-removed again after the group ran): ``absl.logging`` (silent); ``tensorflow`` (``Tensor`` and
-``data.Dataset`` are ``typing.Any``, annotations only; ``io.gfile`` ``exists``/``makedirs``/``GFile``
-are ``os.path.exists``/``os.makedirs``/``open``, for the raw predictions the aggregator writes into
-a temporary ``DEFAULT_OUTPUT_DIR``); ``chex`` (``assert_rank``, ``assert_shape``, ``dataclass`` =
+Stand-ins, for those of these JAX/TensorFlow-side packages that are not installed (the group's
+first row names them; only ``sys.modules`` entries, removed again after the group ran):
+``absl.logging`` (silent); ``tensorflow`` (``Tensor`` and ``data.Dataset`` are ``typing.Any``,
+annotations only; ``io.gfile`` ``exists``/``makedirs``/``GFile`` are
+``os.path.exists``/``os.makedirs``/``open``, for the raw predictions the aggregator writes into a
+temporary ``DEFAULT_OUTPUT_DIR``); ``chex`` (``assert_rank``, ``assert_shape``, ``dataclass`` =
 ``dataclasses.dataclass``, ``ArrayTree``); ``jax.nn.one_hot`` and ``optax.softmax_cross_entropy``
 in NumPy (used only for the cross-entropy the aggregator also reports, not compared). No
 reference line is changed.
@@ -52,8 +53,6 @@ import common
 NAME = "nevis"
 DESCRIPTION = "NEVIS'22 average error, error-vs-compute curve, per-task compute vs dm_nevis"
 REFERENCES = (common.Git("deepmind/dm_nevis", "37ccf1e2dd894a13a8a4f6ceb150d2e7599301d0"),)
-STUBS = ("absl", "absl.logging", "tensorflow", "tensorflow.io", "tensorflow.io.gfile", "chex",
-         "jax", "jax.nn", "optax")
 
 
 def _stand_ins() -> dict:
@@ -101,22 +100,23 @@ def _stand_ins() -> dict:
 
 @contextlib.contextmanager
 def _reference_modules(src):
-    """The reference's modules importable (repository root on ``sys.path``, stand-ins installed);
-    ``sys.modules`` and ``sys.path`` are restored on exit."""
+    """The reference's modules importable: the repository root on ``sys.path`` and a stand-in for
+    each of ``absl``, ``tensorflow``, ``chex``, ``jax``, ``optax`` that is not installed (an
+    installed one is used as it is). On exit the stand-ins and the reference's ``dm_nevis``
+    modules leave ``sys.modules`` and the root leaves ``sys.path``."""
+    import importlib.util
     import sys
 
-    before = dict(sys.modules)
-    clash = [n for n in STUBS if n in sys.modules]
-    if clash:
-        raise RuntimeError(f"the nevis group stands in for {clash}, which are already imported.")
-    sys.modules.update(_stand_ins())
+    missing = {n: m for n, m in _stand_ins().items()
+               if importlib.util.find_spec(n.split(".")[0]) is None}
+    sys.modules.update(missing)
     sys.path.insert(0, str(src))
     try:
-        yield
+        yield sorted({n.split(".")[0] for n in missing})
     finally:
         sys.path.remove(str(src))
         for name in list(sys.modules):
-            if name not in before:
+            if name in missing or name.split(".")[0] == "dm_nevis":
                 del sys.modules[name]
 
 
@@ -169,7 +169,7 @@ def run(refs: common.Refs) -> list[common.Row]:
         searches = [r["hp_search"] for r in results["records"]]
         T = len(compute)
 
-        with _reference_modules(src):
+        with _reference_modules(src) as stood_in:
             from dm_nevis.benchmarker.datasets import datasets, streams, tasks
             from dm_nevis.benchmarker.learners import learner_interface
 
@@ -238,7 +238,7 @@ def run(refs: common.Refs) -> list[common.Row]:
     return [
         common.Row("`nevis_average_error`", f"vs 1 − `test_average_single_label_accuracy` of "
                    f"`_compute_results` ({where})", abs(nevis_average_error(A) - running[-1]),
-                   tol=1e-12),
+                   tol=1e-12, note="stand-ins: " + (", ".join(stood_in) or "none")),
         common.Row("accuracy matrix diagonal `A[j, j]`", "vs `top_one_accuracy` of each prediction "
                    "event (the run's own test logits)", common.max_diff(np.diag(A), top1)[0],
                    tol=1e-12),
