@@ -135,7 +135,7 @@ class TrainingFreeStrategy(Strategy):
 
     def _model_logits(self, x: torch.Tensor, label_space: LabelSpace) -> torch.Tensor:
         """Estimator scores over ``label_space`` (N, C); ``-inf`` for classes never fitted."""
-        out = torch.full((x.shape[0], len(label_space)), float("-inf"))
+        out = torch.full((x.shape[0], len(label_space)), float("-inf"), dtype=torch.float32)
         ids = np.asarray(label_space.class_ids)
         classes = self.model.classes_
         pos = np.clip(np.searchsorted(classes, ids), 0, len(classes) - 1)
@@ -217,7 +217,7 @@ class TrainingFreeStrategy(Strategy):
         model = self._model_logits(x, label_space) if self.fitted else None
         if model is None or torch.isinf(model).all():
             return self._zero_shot(x, label_space, ctx) if ensemble else torch.zeros(
-                x.shape[0], len(label_space))
+                x.shape[0], len(label_space), dtype=torch.float32)
         alpha = self._alpha_for(label_space, ctx)
         if not ensemble or alpha is None:
             return model

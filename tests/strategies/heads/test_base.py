@@ -107,6 +107,28 @@ def test_logits_follow_the_label_space_and_unfitted_classes_score_minus_inf(digi
 
 
 @pytest.mark.parametrize("name", ["nmc", "gda"])
+def test_training_and_logits_do_not_depend_on_torch_default_dtype(name, digits_features) -> None:
+    """A user running in float64 (``torch.set_default_dtype``) gets the same float32 logits."""
+    stream, feats = digits_features
+    x = feats[(1, "test")].X[:9]
+    space = stream.task_label_space([0, 1, 2])  # task 2's classes not fitted: -inf
+    logits = {}
+    for dtype in (torch.float32, torch.float64):
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            strategy = strategies.get(name)
+            _train(strategy, stream, feats, 0)
+            _train(strategy, stream, feats, 1)
+            logits[dtype] = strategy.predict(x, space, _ctx(stream, 1))
+        finally:
+            torch.set_default_dtype(old)
+    assert logits[torch.float64].dtype == torch.float32
+    assert torch.isinf(logits[torch.float64][:, 4:]).all()
+    torch.testing.assert_close(logits[torch.float64], logits[torch.float32])
+
+
+@pytest.mark.parametrize("name", ["nmc", "gda"])
 def test_state_dict_survives_torch_save_with_weights_only(name, digits_features, tmp_path: Path) -> None:
     stream, feats = digits_features
     strategy = strategies.get(name)
