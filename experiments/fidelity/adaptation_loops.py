@@ -1,0 +1,547 @@
+"""The training loops of clip-finetune, lwf, wise-ft, zscl and SLCA's slow learner, step by step.
+
+References executed (``Thunderbeee/ZSCL`` ``mtil/``):
+
+* ``src/models/finetune.py`` ``finetune(args)``, ast-extracted and run whole: loading, parameter
+  selection (``--train-mode whole``), ``AdamW``, ``utils.cosine_lr``, the ZSCL / LwF reference
+  model, reference data and captions, the ``range(total_iterations + 1)`` loop (data, schedule,
+  loss, step, ``--we`` average), ``--wise_merge`` and the checkpoint it saves. One change:
+  ``.cuda()`` is deleted (CPU; a tensor or module stays where it is). ``args`` is the reference's
+  own ``src/args.py`` ``parse_arguments()`` on the command line of ``scripts/finetune.sh``,
+  ``lwf.sh``, ``WiSE_finetune.sh`` and ``ZSCL.sh`` (``--iterations``, ``--warmup_length``,
+  ``--batch-size``, ``--avg_freq``, ``--lr`` and the checkpoint folder set to the small
+  values below; clip-finetune also ``--wd 0.1``, so that decay is compared).
+* ``src/utils.py`` imported unmodified (``cosine_lr``, ``torch_save``, ``torch_load``: tasks are
+  chained through real checkpoint files, ``--load`` / ``--ref-model``, as the scripts do).
+* ``src/models/helpers.py`` ``distillation``, ``l2_loss``, ``merge_we`` and ``clip/model.py``
+  ``CLIP.forward`` (ast-extracted). Stand-ins: ``clip.load`` returns a fresh copy of ``toy-clip``
+  (float64) whose ``forward`` is the reference's ``CLIP.forward``; ``clip.tokenize`` is
+  ``toy-clip``'s tokenizer; ``datasets.<name>`` yields, epoch by epoch, exactly the batches our
+  strategy drew (its ``train_loader`` has the length of an epoch, and its k-th ``iter`` gives
+  epoch k), as tuples (tasks, LwF's reference data) or ``{"images", "labels"}`` dicts (ZSCL's
+  ``ImageNet``), and ``conceptual_captions`` the stream's reference captions; ``tqdm`` is the
+  identity; ``evaluate`` is never reached (``--eval-interval`` unset).
+
+References executed (``GengDavid/SLCA``):
+
+* ``models/slca.py`` ``SLCA._stage1_training`` and ``SLCA._run`` (ast-extracted, unchanged), with
+  the module's globals ``epochs``, ``milestones``, ``lrate``, ``lrate_decay``, ``weight_decay``;
+  ``utils/inc_net.py`` ``FinetuneIncrementalNet.forward`` and ``convs/linears.py``
+  ``SimpleContinualLinear`` (ast-extracted; timm's ``trunc_normal_`` is torch's, the same
+  truncated normal, and every head gets our head's initial weights anyway). The network's
+  ``convnet`` is ``toy-clip``'s image tower returning L2-normalised embeddings (our adaptation to
+  CLIP, see ``strategies/adaptation/slca_strategy.py``); ``self`` is a namespace holding the
+  network, ``bcb_lrscale``, ``fix_bcb``, ``_known_classes`` and the ``train_loader`` of our
+  batches (head rows as targets). The reference's head carries on from its own previous task
+  (``fc.update`` freezes the old heads); our milestone in steps is the reference's in epochs
+  times the batches of an epoch.
+
+Ours: the strategies themselves (``strategies.adaptation.finetune``, ``.zscl``,
+``.slca_strategy``) run by the runner's own calls (``before_task``, ``train_task``,
+``after_task``) on ``toy-mtil`` (two tasks, 3 images per class) and ``toy-cil`` (two tasks of
+two digits). Recorded through torch's global optimiser hooks on both sides: every step's
+learning rate and parameter groups, and the trained parameters after every step. Our
+strategies' ``cycle`` is wrapped to record the batches they drew (and one batch more per stream
+for the reference's extra step T). ZSCL's reference set is the stream's, cut to 12 scenes so
+that it wraps around within the task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+from typing import Any
+
+import common
+
+NAME = "adaptation-loops"
+DESCRIPTION = ("clip-finetune, lwf, wise-ft and zscl training loops and SLCA's slow learner, "
+               "step by step, vs the references' own loops")
+ZSCL = common.Git("Thunderbeee/ZSCL", "b96e71423e2cbd592ddd229aaf2f1e889b86f1af")
+SLCA_REF = common.Git("GengDavid/SLCA", "169d4e6b91e3ca30caa717200c1944981c4426d1")
+REFERENCES = (ZSCL, SLCA_REF)
+
+STEPS, WARMUP, BATCH, EVERY = 5, 2, 8, 2  # T, warm-up, batch, --avg_freq
+LRS = (1e-3, 5e-4)  # per task (the scripts' --lr per dataset; our lr_per_task)
+DOMAINS = ["colours", "shapes"]
+REFERENCE_SCENES = 12
+#: the method, the flags of its script, and our options
+METHODS: dict[str, tuple[list[str], dict[str, Any]]] = {
+    "clip-finetune": (["--method", "finetune", "--wd", "0.1"], {"weight_decay": 0.1}),
+    "lwf": (["--method", "ZSCL", "--image_loss", "--text_loss", "--fair"], {}),
+    "wise-ft": (["--method", "finetune", "--wise_merge", "--wise_ft_model", "n",
+                 "--wise_ft_alpha", "0.8", "--ref-dataset", "ImageNet"], {}),
+    "zscl": (["--method", "ZSCL", "--image_loss", "--text_loss", "--we", "--avg_freq",
+              str(EVERY), "--l2", "1", "--ref-dataset", "ImageNet", "--ref-sentences",
+              "conceptual_captions"], {"reference_batch_size": BATCH, "ensemble_every": EVERY}),
+}
+#: SLCA: images per class, batch, epochs, milestone (epochs)
+SLCA_IMAGES, SLCA_BATCH, SLCA_EPOCHS, SLCA_MILESTONE = 4, 3, 2, 1
+GROUP_KEYS = ("betas", "eps", "weight_decay", "amsgrad", "maximize", "momentum", "dampening",
+              "nesterov", "foreach", "fused", "capturable", "differentiable",
+              "decoupled_weight_decay")
+
+
+class _Steps:
+    """Every optimiser step while active (torch's global hooks): groups before, weights after."""
+
+    def __init__(self, names: dict[int, str], after=None) -> None:
+        self.names, self.after = names, after
+        self.lrs: list[list[float]] = []
+        self.groups: list[dict[str, Any]] = []
+
+    def __enter__(self) -> _Steps:
+        from torch.optim.optimizer import (
+            register_optimizer_step_post_hook,
+            register_optimizer_step_pre_hook,
+        )
+
+        self._handles = (register_optimizer_step_pre_hook(self._pre),
+                         register_optimizer_step_post_hook(self._post))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+
+    def _pre(self, opt, args, kwargs) -> None:
+        self.lrs.append([float(g["lr"]) for g in opt.param_groups])
+        if not self.groups:
+            self.groups = [{"names": [self.names[id(p)] for p in g["params"]],
+                            **{k: g[k] for k in GROUP_KEYS if k in g}} for g in opt.param_groups]
+
+    def _post(self, opt, args, kwargs) -> None:
+        if self.after is not None:
+            self.after(len(self.lrs) - 1, {self.names[id(p)]: p.detach().clone()
+                                           for g in opt.param_groups for p in g["params"]})
+
+
+def _worst(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    return max(a[0], b[0]), max(a[1], b[1])
+
+
+def _weights_diff(ours: dict, ref: dict) -> tuple[float, float]:
+    if ours.keys() != ref.keys():
+        raise AssertionError(f"trained parameters differ: {sorted(set(ours) ^ set(ref))[:4]}")
+    d, scale = 0.0, 0.0
+    for k, v in ours.items():
+        d = max(d, float((v.double() - ref[k].double()).abs().max()))
+        scale = max(scale, float(ref[k].double().abs().max()))
+    return d, d / scale if scale else 0.0
+
+
+def _group_mismatches(ours: list[dict], ref: list[dict]) -> int:
+    if len(ours) != len(ref):
+        return max(len(ours), len(ref))
+    return sum(int(o.get(k) != r.get(k)) for o, r in zip(ours, ref, strict=True)
+               for k in {*o, *r})
+
+
+def _recording_cycle(strategy, streams_seen: list) -> None:
+    """Wrap ``strategy.cycle`` so that every stream of batches it hands out is recorded."""
+    original = strategy.cycle
+
+    def cycle(dataset, batch_size, generator, ctx):
+        source = original(dataset, batch_size, generator, ctx)
+        record = {"dataset": dataset, "batch_size": batch_size, "batches": [], "source": source}
+        streams_seen.append(record)
+
+        def gen():
+            for batch in source:
+                record["batches"].append(batch)
+                yield batch
+        return gen()
+
+    strategy.cycle = cycle
+
+
+def _keys(images) -> list[bytes]:
+    return sorted(x.numpy().tobytes() for x in images)
+
+
+def _epoch_windows_off(record) -> tuple[int, int]:
+    """(windows of ⌈N/B⌉ batches that are not one pass over the dataset, windows checked)."""
+    import torch
+
+    data = record["dataset"]
+    n = len(data)
+    per_epoch = -(-n // record["batch_size"])
+    every = _keys(torch.stack([data[i][0] for i in range(n)]))
+    batches = record["batches"]
+    off = checked = 0
+    for start in range(0, len(batches) - per_epoch + 1, per_epoch):
+        window = torch.cat([b[0] for b in batches[start:start + per_epoch]])
+        off += int(_keys(window) != every)
+        checked += 1
+    return off, checked
+
+
+class _Epochs:
+    """A stand-in ``DataLoader``: its k-th ``iter`` yields epoch k of the recorded batches."""
+
+    def __init__(self, batches: list, per_epoch: int, form=None) -> None:
+        self.batches, self.per_epoch, self.epochs = batches, per_epoch, 0
+        self.form = form or (lambda x, y: (x, y))
+
+    def __len__(self) -> int:
+        return self.per_epoch
+
+    def __iter__(self):
+        e, self.epochs = self.epochs, self.epochs + 1
+        chunk = self.batches[e * self.per_epoch:(e + 1) * self.per_epoch]
+        if not chunk:
+            raise AssertionError("the reference asked for more batches than ours drew")
+        return iter([self.form(x, y) for x, y in chunk])
+
+
+def _toy(double: bool = True):
+    """toy-clip (float64 when ``double``, with preprocessing that gives float64 images)."""
+    from torchvision import transforms
+
+    from cl.models.backbones import create_backbone
+
+    backbone = create_backbone("toy-clip")
+    if double:
+        backbone.model.double()
+        backbone.preprocess = transforms.Compose([backbone.preprocess,
+                                                  transforms.Lambda(lambda x: x.double())])
+    return backbone
+
+
+def _ours(name: str, options: dict, stream, pristine, tmp: Path) -> list[dict]:
+    """Our strategy ``name`` over the stream's tasks; per task what the loop did."""
+    import copy
+
+    import torch
+
+    import strategies
+    from cl.core.runner import Runner
+
+    backbone = copy.deepcopy(pristine)
+    strategy = strategies.get(name, iterations=STEPS, batch_size=BATCH, warmup=WARMUP,
+                              lr_per_task=LRS, **options)
+    seen: list = []
+    _recording_cycle(strategy, seen)
+    runner = Runner(stream, strategy, backbone, out_dir=tmp / f"ours-{name}", progress=False)
+    names = {id(p): n for n, p in backbone.model.named_parameters()}
+    tasks = []
+    for t in range(len(stream)):
+        ctx = runner.context(t)
+        strategy.before_task(ctx)
+        snapshots: list[dict] = []
+        with _Steps(names, lambda i, w: snapshots.append(w)) as steps:
+            first = len(seen)
+            strategy.train_task(runner.task_data(t), ctx)
+        strategy.after_task(ctx)
+        records = seen[first:]
+        for r in records:  # the batch of the reference's extra step T
+            r["batches"].append(next(r["source"]))
+        final = {k: p.detach().clone() for k, p in backbone.model.named_parameters()
+                 if k in snapshots[-1]}
+        tasks.append({"lrs": steps.lrs, "groups": steps.groups, "snapshots": snapshots,
+                      "final": final, "records": records})
+    return tasks
+
+
+def _reference_loop(name: str, mtil: Path, stream, pristine, ours: list[dict], tmp: Path
+                    ) -> dict[str, Any]:
+    """ZSCL's ``finetune(args)`` per task on our batches; compared with ``ours`` as it runs."""
+    import copy
+    import io
+    import os
+    import sys
+    from types import SimpleNamespace
+
+    import torch
+    import torch.nn.functional as F
+
+    utils = common.import_file(mtil / "src" / "utils.py", "fidelity_ref_zscl_utils")
+    helpers = common.load_source(mtil / "src" / "models" / "helpers.py",
+                                 ["distillation", "l2_loss", "merge_we"],
+                                 namespace={"torch": torch, "F": F})
+    forward = common.load_source(mtil / "clip" / "model.py", ["CLIP.forward"]).forward
+    patched = copy.deepcopy(pristine.model)
+    patched.__class__ = type("ReferenceCLIP", (type(patched),), {"forward": forward})
+    argparse_ns = common.load_source(mtil / "src" / "args.py", ["parse_arguments"],
+                                     namespace={"argparse": __import__("argparse"),
+                                                "torch": torch})
+    names: dict[int, str] = {}
+
+    def load(model_name, jit=False):
+        model = copy.deepcopy(patched).requires_grad_(True)  # clip.load's model trains
+        names.update({id(p): n for n, p in model.named_parameters()})
+        return model, pristine.preprocess, pristine.preprocess
+
+    def never(*a, **k):
+        raise AssertionError("the reference reached a function this comparison does not set up")
+
+    flags, _ = METHODS[name]
+    out = {"lrs": (0.0, 0.0), "steps": (0.0, 0.0), "final": (0.0, 0.0), "groups": 0,
+           "last_lr": 0.0, "count": 0}
+    save = tmp / f"ref-{name}"
+    previous = None
+    for t, task in enumerate(stream):
+        records = ours[t]["records"]
+        space = stream.train_label_space(t)
+        if len(set(space.templates)) != 1:
+            raise AssertionError("the reference takes one template per dataset")
+        dataset_name = f"Task{t}"
+
+        def task_data(preprocess, location=None, batch_size=None, **kw):
+            rec = records[0] if "batch_size_eval" in kw else records[1]  # train, else LwF's
+            per_epoch = -(-len(rec["dataset"]) // rec["batch_size"])
+            local = space.index_of  # global class ids -> the dataset's own labels
+            loader = _Epochs(rec["batches"], per_epoch,
+                             lambda x, y: (x, torch.as_tensor(local(y.tolist()))))
+            return SimpleNamespace(train_loader=loader,
+                                   classnames=list(space.class_names),
+                                   template=space.templates[0][0].format)
+
+        def imagenet(preprocess, location=None, batch_size=None, **kw):
+            rec = records[1]
+            per_epoch = -(-len(rec["dataset"]) // rec["batch_size"])
+            return SimpleNamespace(train_loader=_Epochs(
+                rec["batches"], per_epoch, lambda x, y: {"images": x, "labels": y}))
+
+        def captions(preprocess, location=None, batch_size=None, **kw):
+            return SimpleNamespace(train_dataset=SimpleNamespace(
+                captions=stream.metadata["reference_set"]()[1]))
+
+        datasets = SimpleNamespace(**{dataset_name: task_data, "ImageNet": imagenet,
+                                      "conceptual_captions": captions})
+        namespace = {
+            "copy": copy, "os": os, "torch": torch, "F": F, "tqdm": lambda it, **k: it,
+            "clip": SimpleNamespace(load=load, tokenize=pristine.tokenizer),
+            "datasets": datasets, "templates": None, "utils": utils, "evaluate": never,
+            "zeroshot_classifier": never, "get_datasets_text": never, "wise_we": never,
+            "moving_avg": never, "virtual_vocab": never, "merge_we": helpers.merge_we,
+            "l2_loss": helpers.l2_loss, "distillation": helpers.distillation}
+        finetune = common.load_source(mtil / "src" / "models" / "finetune.py", ["finetune"],
+                                      replace={".cuda()": ""}, namespace=namespace).finetune
+        argv = ["--train-mode=whole", f"--train-dataset={dataset_name}", f"--lr={LRS[t]}",
+                "--ls", "0.2", "--iterations", str(STEPS), "--batch-size", str(BATCH),
+                "--warmup_length", str(WARMUP), "--save", str(save), *flags]
+        if name == "lwf":
+            argv += ["--ref-dataset", dataset_name]
+        if previous is not None:
+            argv += ["--load", previous] + (["--ref-model", previous] if name == "lwf" else [])
+        saved_argv, sys.argv = sys.argv, ["main.py", *argv]
+        try:
+            args = argparse_ns.parse_arguments()
+        finally:
+            sys.argv = saved_argv
+        snapshots = ours[t]["snapshots"]
+
+        def compare(i, weights):
+            if i < len(snapshots):
+                out["steps"] = _worst(out["steps"], _weights_diff(snapshots[i], weights))
+                snapshots[i] = None  # free it
+                out["count"] += 1
+
+        with _Steps(names, compare) as steps, contextlib.redirect_stdout(io.StringIO()):
+            finetune(args)
+        if len(steps.lrs) != STEPS + 1:
+            raise AssertionError(f"the reference ran {len(steps.lrs)} steps, not T + 1")
+        ref_lrs = [g[0] for g in steps.lrs]
+        ours_lrs = [g[0] for g in ours[t]["lrs"]]
+        out["lrs"] = _worst(out["lrs"], common.max_diff(ours_lrs, ref_lrs[:STEPS]))
+        out["last_lr"] = max(out["last_lr"], abs(ref_lrs[STEPS]))
+        out["groups"] += _group_mismatches(ours[t]["groups"], steps.groups)
+        previous = str(save / f"{dataset_name}.pth")
+        saved = torch.load(previous)["state_dict"]
+        out["final"] = _worst(out["final"], _weights_diff(
+            ours[t]["final"], {k: saved[k] for k in ours[t]["final"]}))
+    return out
+
+
+def _zscl_family(mtil: Path) -> list[common.Row]:
+    import dataclasses
+    import functools
+    import tempfile
+
+    import torch
+
+    import streams
+    from streams.benchmarks.toy import reference_set
+
+    stream = streams.get("toy-mtil", domains=DOMAINS, n_train=3, n_test=1, seed=0)
+    stream = dataclasses.replace(stream, metadata={
+        **stream.metadata, "reference_set": functools.partial(reference_set, n=REFERENCE_SCENES,
+                                                              seed=0)})
+    pristine = _toy()
+    rows, windows = [], [0, 0]
+    lrs, last_lr, groups = (0.0, 0.0), 0.0, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (_, options) in METHODS.items():
+            ours = _ours(name, options, stream, pristine, Path(tmp))
+            for task in ours:
+                for rec in task["records"]:
+                    off, checked = _epoch_windows_off(rec)
+                    windows[0] += off
+                    windows[1] += checked
+            got = _reference_loop(name, mtil, stream, pristine, ours, Path(tmp))
+            lrs, last_lr = _worst(lrs, got["lrs"]), max(last_lr, got["last_lr"])
+            groups += got["groups"]
+            what = {"clip-finetune": "`finetune.sh` + `--wd 0.1`", "lwf": "`lwf.sh`",
+                    "wise-ft": "`WiSE_finetune.sh`", "zscl": f"`ZSCL.sh`, `--avg_freq {EVERY}`"}
+            rows.append(common.Row(
+                f"{name} loop", f"trained weights after each of {got['count']} steps "
+                f"(2 toy-mtil tasks × T = {STEPS}) vs `finetune(args)`, {what[name]}",
+                *got["steps"], tol=1e-12))
+            end = {"clip-finetune": "task's last step", "lwf": "task's last step",
+                   "wise-ft": "`--wise_merge` (α 0.8, θ₀ the task's start)",
+                   "zscl": "the `--we` average"}
+            rows.append(common.Row(
+                f"{name} end of task", f"weights after {end[name]} vs the checkpoint the "
+                "reference saves (and `--load`s for the next task), 2 tasks", *got["final"],
+                tol=1e-12))
+    return [
+        common.Row("warm-up + cosine schedule (4 methods)",
+                   f"learning rate of each of our T = {STEPS} steps vs `utils.cosine_lr` as "
+                   f"`finetune` applies it (warm-up {WARMUP}, lr {LRS[0]:g} then {LRS[1]:g}); "
+                   f"the reference's extra step T runs at lr {common.fmt(last_lr)}",
+                   *lrs, tol=1e-18),
+        common.Row("optimiser parameter groups (4 methods)",
+                   "settings that differ (trained parameter names, betas, eps, weight decay, "
+                   "AdamW flags) per task, count", groups, dtype="count", tol=0),
+        common.Row("data order (4 methods)",
+                   f"windows of ⌈N/B⌉ consecutive batches that are not one pass over the "
+                   f"task's (or LwF / ZSCL reference) images, of {windows[1]} (the reference "
+                   "re-iterates its shuffled loader every epoch)", windows[0], dtype="count",
+                   tol=0),
+        *rows,
+    ]
+
+
+def run(refs: common.Refs) -> list[common.Row]:
+    mtil = refs.path(ZSCL) / "mtil"
+    slca = refs.path(SLCA_REF)
+    return _zscl_family(mtil) + _slca(slca)
+
+
+def _convnet(visual):
+    """SLCA's ``convnet`` on CLIP: the image tower, features ``{"features": î}`` (L2-normalised)."""
+    import torch.nn.functional as F
+    from torch import nn
+
+    class Convnet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.visual = visual
+
+        def forward(self, x):
+            return {"features": F.normalize(self.visual(x), dim=-1)}
+
+    return Convnet()
+
+
+def _slca(src: Path) -> list[common.Row]:
+    import copy
+    import logging
+    import tempfile
+    from types import SimpleNamespace
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn, optim
+
+    import streams
+    from cl.core.runner import Runner
+    from strategies.adaptation.slca_strategy import SLCA
+
+    stream = streams.get("toy-cil", attribute="digit", n_tasks=5, n_train=SLCA_IMAGES,
+                         n_test=1, seed=0)
+    pristine = _toy(double=False)
+    per_epoch = -(-2 * SLCA_IMAGES // SLCA_BATCH)
+    strategy = SLCA(iterations=SLCA_EPOCHS * per_epoch, batch_size=SLCA_BATCH,
+                    milestones=(SLCA_MILESTONE * per_epoch,), ca_epochs=1,
+                    ca_samples_per_class=4)
+    seen: list = []
+    _recording_cycle(strategy, seen)
+    backbone = copy.deepcopy(pristine)
+    tasks = []
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = Runner(stream, strategy, backbone, out_dir=tmp, progress=False)
+        for t in range(2):
+            ctx = runner.context(t)
+            strategy.before_task(ctx)
+            names = {id(p): n for n, p in backbone.model.visual.named_parameters(prefix="visual")}
+            names.update({id(p): n for n, p in strategy._head.named_parameters(prefix="head")})
+            init = strategy._head.heads[t].weight.detach().clone()
+            snapshots: list[dict] = []
+            with _Steps(names, lambda i, w: snapshots.append(w)) as steps:
+                strategy.train_task(runner.task_data(t), ctx)
+            strategy.after_task(ctx)
+            tasks.append({"lrs": steps.lrs, "groups": steps.groups, "snapshots": snapshots,
+                          "init": init, "record": seen[-1]})
+
+    slca = common.load_source(
+        src / "models" / "slca.py", ["lrate", "lrate_decay", "weight_decay",
+                                     "SLCA._stage1_training", "SLCA._run"],
+        namespace={"torch": torch, "nn": nn, "optim": optim, "F": F, "logging": logging})
+    slca.globals.update(epochs=SLCA_EPOCHS, milestones=[SLCA_MILESTONE])  # the json's
+    linear = common.load_source(src / "convs" / "linears.py", ["SimpleContinualLinear"],
+                                namespace={"torch": torch, "nn": nn, "deepcopy": copy.deepcopy,
+                                           "trunc_normal_": nn.init.trunc_normal_})
+    forward = common.load_source(src / "utils" / "inc_net.py",
+                                 ["FinetuneIncrementalNet.forward"],
+                                 namespace={"torch": torch}).forward
+    net = type("Network", (nn.Module,), {"forward": forward})()
+    net.convnet = _convnet(copy.deepcopy(pristine.model.visual).requires_grad_(True))
+    net.fc = None
+    ref_names = {}
+    out = {"lrs": (0.0, 0.0), "steps": (0.0, 0.0), "groups": 0, "count": 0, "windows": [0, 0]}
+    known = 0
+    for t, task in enumerate(tasks):
+        n = len(task["init"])
+        if net.fc is None:
+            net.fc = linear.SimpleContinualLinear(net.convnet.visual.output_dim, n)
+        else:
+            net.fc.update(n)  # freezes the earlier heads
+        with torch.no_grad():
+            net.fc.heads[t][0].weight.copy_(task["init"])  # our draw (a stated deviation)
+        for name, p in net.named_parameters():
+            ref_names[id(p)] = (name.replace("convnet.visual", "visual")
+                                .replace(".0.weight", ".weight").replace(".0.bias", ".bias")
+                                .replace("fc.heads", "head.heads"))
+        record = task["record"]
+        off, checked = _epoch_windows_off(record)
+        out["windows"] = [out["windows"][0] + off, out["windows"][1] + checked]
+        rows = lambda y: torch.as_tensor(strategy._rows(y.tolist()))  # noqa: E731
+        loader = _Epochs(record["batches"], per_epoch, lambda x, y: (None, x, rows(y)))
+        me = SimpleNamespace(_network=net, fix_bcb=False, bcb_lrscale=1.0 / 100,
+                             log_path="logs/slca_cifar_20e", _multiple_gpus=[], _device="cpu",
+                             _known_classes=known, _cur_task=t)
+        me._run = lambda *a, me=me: slca._run(me, *a)
+        snapshots = task["snapshots"]
+
+        def compare(i, weights, snapshots=snapshots):
+            out["steps"] = _worst(out["steps"], _weights_diff(snapshots[i], weights))
+            out["count"] += 1
+
+        with _Steps(ref_names, compare) as steps:
+            slca._stage1_training(me, loader, None)
+        if len(steps.lrs) != len(task["lrs"]):
+            raise AssertionError(f"SLCA ran {len(steps.lrs)} steps, ours {len(task['lrs'])}")
+        out["lrs"] = _worst(out["lrs"], common.max_diff(task["lrs"], steps.lrs))
+        out["groups"] += _group_mismatches(task["groups"], steps.groups)
+        known += n
+    steps_total = SLCA_EPOCHS * per_epoch
+    what = (f"2 toy-cil tasks of 2 digits × {SLCA_IMAGES} images, batch {SLCA_BATCH}: "
+            f"{SLCA_EPOCHS} epochs = {steps_total} steps, milestone epoch {SLCA_MILESTONE} = "
+            f"our step {SLCA_MILESTONE * per_epoch}")
+    return [
+        common.Row("slca slow learner: rates", f"learning rate of both groups (tower at lr/100, "
+                   f"head at lr) at each step vs `_stage1_training`'s SGD + `MultiStepLR`, {what}",
+                   *out["lrs"], dtype="float64", tol=1e-18),
+        common.Row("slca slow learner: groups", "settings that differ (parameters per group, "
+                   "momentum, weight decay, SGD flags), count", out["groups"], dtype="count",
+                   tol=0),
+        common.Row("slca slow learner: data order", f"epochs that are not one pass over the "
+                   f"task's images, of {out['windows'][1]}", out["windows"][0], dtype="count",
+                   tol=0),
+        common.Row("slca slow learner: steps", f"tower and head weights after each of "
+                   f"{out['count']} SGD steps vs `_stage1_training` / `_run`, {what}",
+                   *out["steps"], dtype="float32", tol=1e-6),
+    ]
