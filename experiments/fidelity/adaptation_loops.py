@@ -1,49 +1,55 @@
-"""The training loops of clip-finetune, lwf, wise-ft, zscl and SLCA's slow learner, step by step.
+"""The training loops of clip-finetune / wise-ft, lwf, zscl and SLCA's slow learner, step by step.
 
 References executed (``Thunderbeee/ZSCL`` ``mtil/``):
 
-* ``src/models/finetune.py`` ``finetune(args)``, ast-extracted and run whole: loading, parameter
-  selection (``--train-mode whole``), ``AdamW``, ``utils.cosine_lr``, the ZSCL / LwF reference
-  model, reference data and captions, the ``range(total_iterations + 1)`` loop (data, schedule,
-  loss, step, ``--we`` average), ``--wise_merge`` and the checkpoint it saves. One change:
-  ``.cuda()`` is deleted (CPU; a tensor or module stays where it is). ``args`` is the reference's
-  own ``src/args.py`` ``parse_arguments()`` on the command line of ``scripts/finetune.sh``,
-  ``lwf.sh``, ``WiSE_finetune.sh`` and ``ZSCL.sh`` (``--iterations``, ``--warmup_length``,
-  ``--batch-size``, ``--avg_freq``, ``--lr`` and the checkpoint folder set to the small
-  values below; clip-finetune also ``--wd 0.1``, so that decay is compared).
-* ``src/utils.py`` imported unmodified (``cosine_lr``, ``torch_save``, ``torch_load``: tasks are
-  chained through real checkpoint files, ``--load`` / ``--ref-model``, as the scripts do).
+* ``src/models/finetune.py`` ``finetune(args)``, ast-extracted and run whole, once per task:
+  loading (``--load``), parameter selection (``--train-mode whole``), ``AdamW``,
+  ``utils.cosine_lr``, the LwF / ZSCL teacher, reference data and captions, the
+  ``range(total_iterations + 1)`` loop (data, schedule, loss, step, ``--we`` snapshots),
+  ``--wise_merge`` and the checkpoint it saves. One change: ``.cuda()`` is deleted (CPU).
+  ``args`` comes from the reference's own ``src/args.py`` ``parse_arguments()`` on the command
+  lines of ``scripts/WiSE_finetune.sh`` (plus ``--wd 0.1``, so that weight decay is compared;
+  its loop is ``finetune.sh``'s), ``lwf.sh`` and ``ZSCL.sh``, with ``--iterations``,
+  ``--warmup_length``, ``--batch-size``, ``--avg_freq``, ``--lr`` and ``--save`` set to the
+  small values below.
+* ``src/utils.py`` imported unmodified: ``cosine_lr``, and ``torch_save`` / ``torch_load``, so
+  tasks are chained through real checkpoint files (``--load``, LwF's ``--ref-model``).
 * ``src/models/helpers.py`` ``distillation``, ``l2_loss``, ``merge_we`` and ``clip/model.py``
-  ``CLIP.forward`` (ast-extracted). Stand-ins: ``clip.load`` returns a fresh copy of ``toy-clip``
-  (float64) whose ``forward`` is the reference's ``CLIP.forward``; ``clip.tokenize`` is
-  ``toy-clip``'s tokenizer; ``datasets.<name>`` yields, epoch by epoch, exactly the batches our
-  strategy drew (its ``train_loader`` has the length of an epoch, and its k-th ``iter`` gives
-  epoch k), as tuples (tasks, LwF's reference data) or ``{"images", "labels"}`` dicts (ZSCL's
-  ``ImageNet``), and ``conceptual_captions`` the stream's reference captions; ``tqdm`` is the
-  identity; ``evaluate`` is never reached (``--eval-interval`` unset).
+  ``CLIP.forward``, ast-extracted.
 
-References executed (``GengDavid/SLCA``):
+Stand-ins: ``clip.load`` returns a fresh copy of ``toy-clip`` in float64 whose ``forward`` is
+the reference's ``CLIP.forward``, its parameters requiring gradients (as ``clip.load``'s); in the
+"teacher frozen" runs the teacher (``ref_model``, the second ``clip.load`` of a task) does not
+require gradients, as ours: torch's ``linear`` on a non-contiguous input (the attention's
+batch-first transpose) takes another path for weights that require gradients, even under
+``no_grad``, which changes the teacher's features in the last bit.
+``clip.tokenize`` is ``toy-clip``'s tokenizer. ``datasets.<name>`` yields, epoch by epoch,
+exactly the batches our strategy drew: its ``train_loader`` has the length of an epoch and its
+k-th ``iter`` gives epoch k, as tuples (the task, LwF's reference data) or
+``{"images", "labels"}`` dicts (ZSCL's ``ImageNet``); ``conceptual_captions`` holds the stream's
+reference captions. ``tqdm`` is the identity; ``evaluate`` is never reached.
 
-* ``models/slca.py`` ``SLCA._stage1_training`` and ``SLCA._run`` (ast-extracted, unchanged), with
-  the module's globals ``epochs``, ``milestones``, ``lrate``, ``lrate_decay``, ``weight_decay``;
-  ``utils/inc_net.py`` ``FinetuneIncrementalNet.forward`` and ``convs/linears.py``
-  ``SimpleContinualLinear`` (ast-extracted; timm's ``trunc_normal_`` is torch's, the same
-  truncated normal, and every head gets our head's initial weights anyway). The network's
-  ``convnet`` is ``toy-clip``'s image tower returning L2-normalised embeddings (our adaptation to
-  CLIP, see ``strategies/adaptation/slca_strategy.py``); ``self`` is a namespace holding the
-  network, ``bcb_lrscale``, ``fix_bcb``, ``_known_classes`` and the ``train_loader`` of our
-  batches (head rows as targets). The reference's head carries on from its own previous task
-  (``fc.update`` freezes the old heads); our milestone in steps is the reference's in epochs
-  times the batches of an epoch.
+References executed (``GengDavid/SLCA``): ``models/slca.py`` ``SLCA._stage1_training`` and
+``SLCA._run`` and the globals ``lrate``, ``lrate_decay``, ``weight_decay`` (ast-extracted,
+unchanged; ``epochs`` and ``milestones`` set as ``exps/*.json`` set them), ``utils/inc_net.py``
+``FinetuneIncrementalNet.forward`` and ``convs/linears.py`` ``SimpleContinualLinear``
+(ast-extracted; timm's ``trunc_normal_`` is torch's). The network's ``convnet`` is
+``toy-clip``'s image tower returning L2-normalised embeddings (our adaptation to CLIP); each new
+head layer gets our layer's initial weights (stated deviation: ours are drawn from the task's
+generator); the head carries on from the reference's own previous task (``fc.update`` freezes
+earlier layers); ``self`` is a namespace holding the network, ``bcb_lrscale`` (its default
+1/100), ``fix_bcb``, ``_known_classes``; ``train_loader`` yields our batches with head rows as
+targets. Our milestone in steps is the reference's in epochs times the batches of an epoch.
 
-Ours: the strategies themselves (``strategies.adaptation.finetune``, ``.zscl``,
-``.slca_strategy``) run by the runner's own calls (``before_task``, ``train_task``,
-``after_task``) on ``toy-mtil`` (two tasks, 3 images per class) and ``toy-cil`` (two tasks of
-two digits). Recorded through torch's global optimiser hooks on both sides: every step's
-learning rate and parameter groups, and the trained parameters after every step. Our
-strategies' ``cycle`` is wrapped to record the batches they drew (and one batch more per stream
-for the reference's extra step T). ZSCL's reference set is the stream's, cut to 12 scenes so
-that it wraps around within the task.
+Ours: the strategies themselves (``strategies.get``) driven by the runner's calls
+(``before_task``, ``train_task``, ``after_task``) on ``toy-mtil`` (2 tasks) and ``toy-cil``
+(2 tasks of 2 digits). On both sides torch's global optimiser hooks record every step's
+learning rates and parameter groups and the trained weights after it; our strategies'
+``cycle`` is wrapped to record the batches they draw (and one more per stream, for the
+reference's extra step T, which runs at learning rate 0). Weight rows compare every trained
+weight; for the unchanged-teacher runs the key third of each attention ``in_proj_bias`` is
+reported apart: it has no gradient in exact arithmetic, Adam turns rounding noise into steps,
+and it changes no output.
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ from __future__ import annotations
 import contextlib
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import common
 
@@ -91,7 +97,7 @@ class _Steps:
         self.lrs: list[list[float]] = []
         self.groups: list[dict[str, Any]] = []
 
-    def __enter__(self) -> _Steps:
+    def __enter__(self) -> Self:
         from torch.optim.optimizer import (
             register_optimizer_step_post_hook,
             register_optimizer_step_pre_hook,
@@ -236,8 +242,6 @@ def _ours(name: str, options: dict, stream, pristine, tmp: Path) -> list[dict]:
     """Our strategy ``name`` over the stream's tasks; per task what the loop did."""
     import copy
 
-    import torch
-
     import strategies
     from cl.core.runner import Runner
 
@@ -253,7 +257,7 @@ def _ours(name: str, options: dict, stream, pristine, tmp: Path) -> list[dict]:
         ctx = runner.context(t)
         strategy.before_task(ctx)
         snapshots: list[dict] = []
-        with _Steps(names, lambda i, w: snapshots.append(w)) as steps:
+        with _Steps(names, lambda i, w, into=snapshots: into.append(w)) as steps:
             first = len(seen)
             strategy.train_task(runner.task_data(t), ctx)
         strategy.after_task(ctx)
@@ -265,6 +269,42 @@ def _ours(name: str, options: dict, stream, pristine, tmp: Path) -> list[dict]:
         tasks.append({"lrs": steps.lrs, "groups": steps.groups, "snapshots": snapshots,
                       "final": final, "records": records})
     return tasks
+
+
+def _datasets(stream, t: int, dataset_name: str, records: list[dict]):
+    """The reference's ``datasets`` module for task ``t``: the task (its training stream, and
+    LwF's reference stream when built without ``batch_size_eval``), ZSCL's ``ImageNet`` (the
+    second stream, as dicts) and ``conceptual_captions`` (the reference captions)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    space = stream.train_label_space(t)
+    if len(set(space.templates)) != 1:
+        raise AssertionError("the reference takes one template per dataset")
+
+    def per_epoch(rec: dict) -> int:
+        return -(-len(rec["dataset"]) // rec["batch_size"])
+
+    def task_data(preprocess, location=None, batch_size=None, **kw):
+        rec = records[0] if "batch_size_eval" in kw else records[1]
+        local = space.index_of  # global class ids -> the dataset's own labels
+        loader = _Epochs(rec["batches"], per_epoch(rec),
+                         lambda x, y: (x, torch.as_tensor(local(y.tolist()))))
+        return SimpleNamespace(train_loader=loader, classnames=list(space.class_names),
+                               template=space.templates[0][0].format)
+
+    def imagenet(preprocess, location=None, batch_size=None, **kw):
+        return SimpleNamespace(train_loader=_Epochs(
+            records[1]["batches"], per_epoch(records[1]),
+            lambda x, y: {"images": x, "labels": y}))
+
+    def captions(preprocess, location=None, batch_size=None, **kw):
+        return SimpleNamespace(train_dataset=SimpleNamespace(
+            captions=stream.metadata["reference_set"]()[1]))
+
+    return SimpleNamespace(**{dataset_name: task_data, "ImageNet": imagenet,
+                              "conceptual_captions": captions})
 
 
 def _reference_loop(name: str, mtil: Path, stream, pristine, ours: list[dict], tmp: Path,
@@ -290,7 +330,6 @@ def _reference_loop(name: str, mtil: Path, stream, pristine, ours: list[dict], t
                                      namespace={"argparse": __import__("argparse"),
                                                 "torch": torch})
     names: dict[int, str] = {}
-
     loads = [0]
 
     def load(model_name, jit=False):
@@ -305,40 +344,14 @@ def _reference_loop(name: str, mtil: Path, stream, pristine, ours: list[dict], t
 
     flags, _ = METHODS[name]
     out = {"lrs": (0.0, 0.0), "steps": (0.0, 0.0), "final": (0.0, 0.0), "key": (0.0, 0.0),
-           "groups": 0,
-           "last_lr": 0.0, "count": 0}
+           "groups": 0, "last_lr": 0.0, "count": 0}
     save = tmp / f"ref-{name}{'-frozen' if frozen_teacher else ''}"
     previous = None
     for t, task in enumerate(stream):
         loads[0] = 0
-        records = ours[t]["records"]
-        space = stream.train_label_space(t)
-        if len(set(space.templates)) != 1:
-            raise AssertionError("the reference takes one template per dataset")
         dataset_name = f"Task{t}"
 
-        def task_data(preprocess, location=None, batch_size=None, **kw):
-            rec = records[0] if "batch_size_eval" in kw else records[1]  # train, else LwF's
-            per_epoch = -(-len(rec["dataset"]) // rec["batch_size"])
-            local = space.index_of  # global class ids -> the dataset's own labels
-            loader = _Epochs(rec["batches"], per_epoch,
-                             lambda x, y: (x, torch.as_tensor(local(y.tolist()))))
-            return SimpleNamespace(train_loader=loader,
-                                   classnames=list(space.class_names),
-                                   template=space.templates[0][0].format)
-
-        def imagenet(preprocess, location=None, batch_size=None, **kw):
-            rec = records[1]
-            per_epoch = -(-len(rec["dataset"]) // rec["batch_size"])
-            return SimpleNamespace(train_loader=_Epochs(
-                rec["batches"], per_epoch, lambda x, y: {"images": x, "labels": y}))
-
-        def captions(preprocess, location=None, batch_size=None, **kw):
-            return SimpleNamespace(train_dataset=SimpleNamespace(
-                captions=stream.metadata["reference_set"]()[1]))
-
-        datasets = SimpleNamespace(**{dataset_name: task_data, "ImageNet": imagenet,
-                                      "conceptual_captions": captions})
+        datasets = _datasets(stream, t, dataset_name, ours[t]["records"])
         namespace = {
             "copy": copy, "os": os, "torch": torch, "F": F, "tqdm": lambda it, **k: it,
             "clip": SimpleNamespace(load=load, tokenize=pristine.tokenizer),
@@ -360,10 +373,8 @@ def _reference_loop(name: str, mtil: Path, stream, pristine, ours: list[dict], t
             args = argparse_ns.parse_arguments()
         finally:
             sys.argv = saved_argv
-        snapshots = ours[t]["snapshots"]
-
-        def compare(i, weights):
-            if i < len(snapshots):
+        def compare(i, weights, snapshots=ours[t]["snapshots"]):
+            if i < len(snapshots):  # not the reference's extra step T
                 main, key = _weights_diff(snapshots[i], weights)
                 out["steps"], out["key"] = _worst(out["steps"], main), _worst(out["key"], key)
                 out["count"] += 1
@@ -388,8 +399,6 @@ def _zscl_family(mtil: Path) -> list[common.Row]:
     import dataclasses
     import functools
     import tempfile
-
-    import torch
 
     import streams
     from streams.benchmarks.toy import reference_set
@@ -423,9 +432,10 @@ def _zscl_family(mtil: Path) -> list[common.Row]:
                     f"biases aside) after each of {as_is['count']} steps and after each task, "
                     "the reference's teacher requiring gradients as `clip.load` gives it",
                     *_worst(as_is["steps"], as_is["final"]), tol=1e-9,
-                    note="the teacher's features differ in the last bit: torch's `linear` "
-                         "takes another kernel when the weights require gradients, even "
-                         "under `no_grad`; Adam amplifies that on weights whose gradient is ≈ 0"))
+                    note="the teacher's features differ in the last bit: torch's `linear` on "
+                         "the attention's transposed input takes another path when its weights "
+                         "require gradients, even under `no_grad`; Adam amplifies that on "
+                         "weights whose gradient is ≈ 0"))
     methods = f"{len(METHODS)} methods"
     return [
         common.Row(f"warm-up + cosine schedule ({methods})",
@@ -492,6 +502,7 @@ def _convnet(visual):
 def _slca(src: Path) -> list[common.Row]:
     import copy
     import logging
+    import re
     import tempfile
     from types import SimpleNamespace
 
@@ -523,7 +534,7 @@ def _slca(src: Path) -> list[common.Row]:
             names.update({id(p): n for n, p in strategy._head.named_parameters(prefix="head")})
             init = strategy._head.heads[t].weight.detach().clone()
             snapshots: list[dict] = []
-            with _Steps(names, lambda i, w: snapshots.append(w)) as steps:
+            with _Steps(names, lambda i, w, into=snapshots: into.append(w)) as steps:
                 strategy.train_task(runner.task_data(t), ctx)
             strategy.after_task(ctx)
             tasks.append({"lrs": steps.lrs, "groups": steps.groups, "snapshots": snapshots,
@@ -554,15 +565,14 @@ def _slca(src: Path) -> list[common.Row]:
             net.fc.update(n)  # freezes the earlier heads
         with torch.no_grad():
             net.fc.heads[t][0].weight.copy_(task["init"])  # our draw (a stated deviation)
-        for name, p in net.named_parameters():
-            ref_names[id(p)] = (name.replace("convnet.visual", "visual")
-                                .replace(".0.weight", ".weight").replace(".0.bias", ".bias")
-                                .replace("fc.heads", "head.heads"))
+        for name, p in net.named_parameters():  # our names: visual.*, head.heads.<t>.*
+            ref_names[id(p)] = re.sub(r"^fc\.heads\.(\d+)\.0\.", r"head.heads.\1.",
+                                      name.replace("convnet.visual.", "visual.", 1))
         record = task["record"]
         off, checked = _epoch_windows_off(record)
         out["windows"] = [out["windows"][0] + off, out["windows"][1] + checked]
-        rows = lambda y: torch.as_tensor(strategy._rows(y.tolist()))  # noqa: E731
-        loader = _Epochs(record["batches"], per_epoch, lambda x, y: (None, x, rows(y)))
+        loader = _Epochs(record["batches"], per_epoch,  # targets: head rows, as the reference's
+                         lambda x, y: (None, x, torch.as_tensor(strategy._rows(y.tolist()))))
         me = SimpleNamespace(_network=net, fix_bcb=False, bcb_lrscale=1.0 / 100,
                              log_path="logs/slca_cifar_20e", _multiple_gpus=[], _device="cpu",
                              _known_classes=known, _cur_task=t)
@@ -596,5 +606,5 @@ def _slca(src: Path) -> list[common.Row]:
                    tol=0),
         common.Row("slca slow learner: steps", f"tower and head weights after each of "
                    f"{out['count']} SGD steps vs `_stage1_training` / `_run`, {what}",
-                   *out["steps"], dtype="float32", tol=1e-6),
+                   *out["steps"], dtype="float32", tol=1e-7),
     ]
