@@ -1,4 +1,4 @@
-"""The training loops of clip-finetune / wise-ft, lwf, zscl and SLCA's slow learner, step by step.
+"""Training loops step by step: clip-finetune / wise-ft, lwf, zscl, SLCA's slow learner, DDAS.
 
 References executed (``Thunderbeee/ZSCL`` ``mtil/``):
 
@@ -41,6 +41,16 @@ earlier layers); ``self`` is a namespace holding the network, ``bcb_lrscale`` (i
 1/100), ``fix_bcb``, ``_known_classes``; ``train_loader`` yields our batches with head rows as
 targets. Our milestone in steps is the reference's in epochs times the batches of an epoch.
 
+Reference executed (``JiazuoYu/MoE-Adapters4CL`` ``mtil/``): ``src/models/AutoEncoder.py``
+``AutoEncoder(args)`` (its training branch) with ``Autoencoder``, ``Alexnet_FE``,
+``exp_lr_scheduler`` and ``encoder_criterion``, ast-extracted; changes: ``.cuda()`` deleted and
+the input width ``256 * 13 * 13`` (AlexNet conv5) replaced by the width of our features. Its
+AlexNet is a stand-in whose conv part is the identity, so the "images" its ``train_loader``
+yields are our feature batches, epoch by epoch; ``args.load`` is a checkpoint (written with its
+``utils.torch_save``) whose autoencoder ``task_id`` holds our initial weights, loaded by its own
+``utils.torch_load``. Ours: ``DDAS.fit`` on two domains of seeded random features, its
+``train_autoencoder`` wrapped to record the batches and the initial weights.
+
 Ours: the strategies themselves (``strategies.get``) driven by the runner's calls
 (``before_task``, ``train_task``, ``after_task``) on ``toy-mtil`` (2 tasks) and ``toy-cil``
 (2 tasks of 2 digits). On both sides torch's global optimiser hooks record every step's
@@ -62,11 +72,12 @@ from typing import Any, Self
 import common
 
 NAME = "adaptation-loops"
-DESCRIPTION = ("clip-finetune, lwf, wise-ft and zscl training loops and SLCA's slow learner, "
-               "step by step, vs the references' own loops")
+DESCRIPTION = ("clip-finetune, lwf, wise-ft and zscl training loops, SLCA's slow learner and "
+               "DDAS autoencoder training, step by step, vs the references' own loops")
 ZSCL = common.Git("Thunderbeee/ZSCL", "b96e71423e2cbd592ddd229aaf2f1e889b86f1af")
 SLCA_REF = common.Git("GengDavid/SLCA", "169d4e6b91e3ca30caa717200c1944981c4426d1")
-REFERENCES = (ZSCL, SLCA_REF)
+MOE = common.Git("JiazuoYu/MoE-Adapters4CL", "4572d97d28d3a7b45e8808bee1d3c64263f425f2")
+REFERENCES = (ZSCL, SLCA_REF, MOE)
 
 STEPS, WARMUP, BATCH, EVERY = 4, 2, 4, 2  # T, warm-up, batch, --avg_freq
 LRS = (1e-3, 5e-4)  # per task (the scripts' --lr per dataset; our lr_per_task)
@@ -82,6 +93,8 @@ METHODS: dict[str, tuple[list[str], dict[str, Any]]] = {
               str(EVERY), "--l2", "1", "--ref-dataset", "ImageNet", "--ref-sentences",
               "conceptual_captions"], {"reference_batch_size": BATCH, "ensemble_every": EVERY}),
 }
+#: DDAS: feature width, rows per domain, batch, the reference's --iterations (it runs one more)
+DDAS_DIM, DDAS_ROWS, DDAS_BATCH, DDAS_ITERATIONS = 48, 10, 4, 33
 #: SLCA: images per class, batch, epochs, milestone (epochs)
 SLCA_IMAGES, SLCA_BATCH, SLCA_EPOCHS, SLCA_MILESTONE = 4, 3, 2, 1
 GROUP_KEYS = ("betas", "eps", "weight_decay", "amsgrad", "maximize", "momentum", "dampening",
@@ -90,9 +103,12 @@ GROUP_KEYS = ("betas", "eps", "weight_decay", "amsgrad", "maximize", "momentum",
 
 
 class _Steps:
-    """Every optimiser step while active (torch's global hooks): groups before, weights after."""
+    """Every optimiser step while active (torch's global hooks): groups before, weights after.
 
-    def __init__(self, names: dict[int, str], after=None) -> None:
+    ``names`` maps ``id(parameter)`` to a name; None names them by position in the groups.
+    """
+
+    def __init__(self, names: dict[int, str] | None, after=None) -> None:
         self.names, self.after = names, after
         self.lrs: list[list[float]] = []
         self.groups: list[dict[str, Any]] = []
@@ -111,16 +127,21 @@ class _Steps:
         for h in self._handles:
             h.remove()
 
+    def _named(self, opt) -> list[list[tuple[str, Any]]]:
+        return [[(self.names[id(p)] if self.names is not None else f"{i}.{j}", p)
+                 for j, p in enumerate(g["params"])] for i, g in enumerate(opt.param_groups)]
+
     def _pre(self, opt, args, kwargs) -> None:
         self.lrs.append([float(g["lr"]) for g in opt.param_groups])
         if not self.groups:
-            self.groups = [{"names": [self.names[id(p)] for p in g["params"]],
-                            **{k: g[k] for k in GROUP_KEYS if k in g}} for g in opt.param_groups]
+            self.groups = [{"names": [n for n, _ in named], **{k: g[k] for k in GROUP_KEYS
+                                                               if k in g}}
+                           for named, g in zip(self._named(opt), opt.param_groups, strict=True)]
 
     def _post(self, opt, args, kwargs) -> None:
         if self.after is not None:
-            self.after(len(self.lrs) - 1, {self.names[id(p)]: p.detach().clone()
-                                           for g in opt.param_groups for p in g["params"]})
+            self.after(len(self.lrs) - 1, {n: p.detach().clone() for named in self._named(opt)
+                                           for n, p in named})
 
 
 def _worst(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
@@ -480,7 +501,109 @@ def _method_rows(name: str, got: dict[str, Any]) -> list[common.Row]:
 def run(refs: common.Refs) -> list[common.Row]:
     mtil = refs.path(ZSCL) / "mtil"
     slca = refs.path(SLCA_REF)
-    return _zscl_family(mtil) + _slca(slca)
+    moe = refs.path(MOE) / "mtil"
+    return _zscl_family(mtil) + _slca(slca) + _ddas(moe)
+
+
+def _ddas(mtil: Path) -> list[common.Row]:
+    """Our DDAS autoencoders' training vs ``AutoEncoder.py``'s ``AutoEncoder(args)`` (training)."""
+    import contextlib
+    import io
+    import os
+    import tempfile
+    from types import SimpleNamespace
+
+    import torch
+    import torch.nn.functional as F
+    from torch import nn, optim
+
+    import strategies.adaptation.ddas as ours_ddas
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.cat([torch.randn(DDAS_ROWS, DDAS_DIM, generator=g) * (1 + d) + 2 * d
+                   for d in range(2)])
+    y = torch.arange(2).repeat_interleave(DDAS_ROWS)
+    runs: list[dict] = []
+    train = ours_ddas.train_autoencoder
+
+    def recording(model, batches, **kw):
+        run = {"init": {k: v.clone() for k, v in model.state_dict().items()}, "batches": [],
+               "snapshots": []}
+        runs.append(run)
+
+        def gen():
+            for b in batches:
+                run["batches"].append(b)
+                yield b
+        with _Steps(None, lambda i, w, into=run["snapshots"]: into.append(w)) as steps:
+            out = train(model, gen(), **kw)
+        run["lrs"], run["groups"] = steps.lrs, steps.groups
+        return out
+
+    ours_ddas.train_autoencoder = recording
+    try:
+        ours_ddas.DDAS(threshold=1.0, iterations=DDAS_ITERATIONS + 1, batch_size=DDAS_BATCH,
+                       random_state=0).fit(X, y)
+    finally:
+        ours_ddas.train_autoencoder = train
+
+    utils = common.import_file(mtil / "src" / "utils.py", "fidelity_ref_moe_utils")
+    alexnet = nn.Sequential(nn.Sequential(nn.Identity(), nn.Identity(), nn.Identity()))
+    namespace = {"nn": nn, "torch": torch, "F": F, "optim": optim, "os": os, "utils": utils,
+                 "tqdm": lambda it, **k: it,
+                 "clip": SimpleNamespace(load=lambda *a, **k: (None, None, None)),
+                 "models": SimpleNamespace(alexnet=lambda pretrained: alexnet)}
+    ref = common.load_source(
+        mtil / "src" / "models" / "AutoEncoder.py",
+        ["Autoencoder", "Alexnet_FE", "exp_lr_scheduler", "encoder_criterion", "AutoEncoder"],
+        replace={".cuda()": "", "256 * 13 * 13": str(DDAS_DIM)}, namespace=namespace)
+    per_epoch = -(-DDAS_ROWS // DDAS_BATCH)
+    out = {"lrs": (0.0, 0.0), "steps": (0.0, 0.0), "groups": 0, "count": 0, "windows": [0, 0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        for d, run in enumerate(runs):
+            start = nn.ModuleList(ref.Autoencoder() for _ in range(12))  # AE d: our init
+            start[d].load_state_dict(run["init"])
+            with contextlib.redirect_stdout(io.StringIO()):
+                utils.torch_save(start, os.path.join(tmp, "start.pth"))
+            record = {"dataset": list(zip(X[y == d], y[y == d], strict=True)),
+                      "batch_size": DDAS_BATCH, "batches": [(b, b) for b in run["batches"]]}
+            off, checked = _epoch_windows_off(record)
+            out["windows"] = [out["windows"][0] + off, out["windows"][1] + checked]
+            loader = _Epochs(record["batches"], per_epoch, lambda x, _: (x, torch.zeros(len(x))))
+            namespace["datasets"] = SimpleNamespace(**{
+                f"Domain{d}": lambda *a, loader=loader, **k: SimpleNamespace(train_loader=loader)})
+            args = SimpleNamespace(eval_only=False, model="ViT-B/16", load=os.path.join(
+                tmp, "start.pth"), task_id=d, train_dataset=f"Domain{d}", data_location=None,
+                batch_size=DDAS_BATCH, batch_size_eval=DDAS_BATCH, iterations=DDAS_ITERATIONS,
+                save=tmp)
+            def compare(i, weights, snapshots=run["snapshots"]):
+                out["steps"] = _worst(out["steps"], _all_weights_diff(snapshots[i], weights))
+                out["count"] += 1
+
+            with _Steps(None, compare) as steps, \
+                    contextlib.redirect_stdout(io.StringIO()):
+                ref.AutoEncoder(args)
+            if len(steps.lrs) != len(run["lrs"]):
+                raise AssertionError(f"the reference took {len(steps.lrs)} steps, ours "
+                                     f"{len(run['lrs'])}")
+            out["lrs"] = _worst(out["lrs"], common.max_diff(run["lrs"], steps.lrs))
+            out["groups"] += _group_mismatches(run["groups"], steps.groups)
+    what = (f"2 autoencoders ({DDAS_DIM} → 100 → {DDAS_DIM}) on {DDAS_ROWS} feature rows each, "
+            f"batch {DDAS_BATCH}: `--iterations {DDAS_ITERATIONS}` = "
+            f"{DDAS_ITERATIONS + 1} Adam steps, ×0.1 after 10 epochs = step {10 * per_epoch}")
+    return [
+        common.Row("DDAS autoencoder training: rates", "learning rate at each step vs "
+                   f"`exp_lr_scheduler` as `AutoEncoder(args)` applies it, {what}", *out["lrs"],
+                   tol=1e-18),
+        common.Row("DDAS autoencoder training: groups", "settings that differ (Adam's betas, "
+                   "eps, weight decay, flags), count", out["groups"], dtype="count", tol=0),
+        common.Row("DDAS autoencoder training: data order", "epochs that are not one pass over "
+                   f"the domain's rows, of {out['windows'][1]}", out["windows"][0],
+                   dtype="count", tol=0),
+        common.Row("DDAS autoencoder training: steps", f"weights after each of {out['count']} "
+                   f"Adam steps vs `AutoEncoder(args)`, {what}", *out["steps"], dtype="float32",
+                   tol=1e-7),
+    ]
 
 
 def _convnet(visual):
