@@ -384,3 +384,23 @@ def import_file(path: str | Path, name: str) -> types.ModuleType:
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def toy_features(stream_name: str, backbone_name: str = "toy-clip") -> tuple[Any, Any, dict]:
+    """A toy stream, its backbone, and the cached features of every task's train and test split.
+
+    Returns
+    -------
+    (stream, backbone, features)
+        ``features[(t, split)]`` is :func:`cl.models.features.extract`'s result for task ``t``.
+    """
+    import streams
+    from cl.models.backbones import create_backbone
+    from cl.models.features import extract
+
+    stream = streams.get(stream_name)
+    backbone = create_backbone(backbone_name)
+    feats = {(t, split): extract(backbone, stream[t].load(split), key=stream[t].key, split=split,
+                                 progress=False)
+             for t in range(len(stream)) for split in ("train", "test")}
+    return stream, backbone, feats

@@ -79,19 +79,6 @@ def _reference(src, fixed_alpha: bool):
     return call, ns
 
 
-def _features():
-    import streams
-    from cl.models.backbones import create_backbone
-    from cl.models.features import extract
-
-    stream = streams.get("toy-cil")
-    backbone = create_backbone("toy-clip")
-    feats = {(t, split): extract(backbone, stream[t].load(split), key=stream[t].key, split=split,
-                                 progress=False)
-             for t in range(len(stream)) for split in ("train", "test")}
-    return stream, backbone, feats
-
-
 def run(refs: common.Refs) -> list[common.Row]:
     src = refs.path(REFERENCES[0])
     import logging
@@ -104,7 +91,7 @@ def run(refs: common.Refs) -> list[common.Row]:
 
     searched, ns_s = _reference(src, fixed_alpha=False)
     fixed, ns_f = _reference(src, fixed_alpha=True)
-    stream, backbone, feats = _features()
+    stream, backbone, feats = common.toy_features("toy-cil")
     strategy = strategies.get("gda")
     grid = list(strategy.alpha_grid)
     alpha_dis = val_acc_diff = 0.0

@@ -59,19 +59,6 @@ class _Stand:
         self.__dict__.update(kw)
 
 
-def _features():
-    import streams
-    from cl.models.backbones import create_backbone
-    from cl.models.features import extract
-
-    stream = streams.get("toy-xtail")
-    backbone = create_backbone("toy-clip")
-    feats = {(t, split): extract(backbone, stream[t].load(split), key=stream[t].key, split=split,
-                                 progress=False)
-             for t in range(len(stream)) for split in ("train", "test")}
-    return stream, backbone, feats
-
-
 def _namespace(src):
     import numpy as np
     import torch
@@ -130,7 +117,7 @@ def run(refs: common.Refs) -> list[common.Row]:
     from strategies.estimators.rail import rail_fusion
     from strategies.heads.base import zero_shot_weights
 
-    stream, backbone, feats = _features()
+    stream, backbone, feats = common.toy_features("toy-xtail")
     space = stream.task_label_space(range(len(stream)))
     head = zero_shot_weights(backbone, space)  # (C, D)
     clip_weights = head.T.contiguous()
