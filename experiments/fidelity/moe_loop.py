@@ -477,5 +477,5 @@ def run(refs: common.Refs) -> list[common.Row]:
                    dtype="count", tol=math.inf,
                    note="stated deviation: our loop runs T steps; at T = 4 with a few samples "
                         "per step one batch moves the top-2, at the reference's T = 1000 it is "
-                        "1/1000 of the counts; the rows above count T batches on both sides"),
+                        "1/1001 of the counts; the rows above count T batches on both sides"),
     ]
