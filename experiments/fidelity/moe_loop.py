@@ -13,11 +13,15 @@ and ``clip/adapter.py`` ``Adapter``, ast-extracted. Source replacements:
 
 * ``finetune.py``: ``.cuda()`` deleted; ``range(12)`` (ViT-B/16's blocks per tower) →
   ``range(2)``, ``cl-tiny-vit``'s (toy-clip's towers have unequal depths);
-* ``model.py``: ``// 64`` (head width) → ``// 32`` (``cl-tiny-vit``'s); the experts' literal
-  ``dropout=0.1`` → ``0.0`` (ours 0 too: with dropout, the reference's unstable dispatch sort can
-  put masks on other samples, a stated deviation); ``torch.randn_like(clean_logits)`` (routing
-  noise from the global generator) → the draws our routers made, block by block in order; the
-  reference's extra step T draws from a seeded generator (ours has no step T).
+* ``model.py``: ``// 64`` (head width) → ``// 32`` (``cl-tiny-vit``'s);
+  ``torch.randn_like(clean_logits)`` (routing noise from the global generator) → the draws our
+  routers made, block by block in order; the reference's extra step T draws from a seeded
+  generator (ours has no step T).
+
+The experts' dropout (the reference's literal 0.1, our default) draws from torch's global
+generator on both sides, seeded alike before each task's first step; the reference's
+``SparseDispatcher`` is subclassed to count dispatches whose unstable sort hands an expert its
+samples in another order than ours (the masks would then land on other samples).
 
 Stand-ins: ``clip.load`` returns ``build_model`` on ``cl-tiny-vit``'s state dict (every backbone
 weight checked equal) with our initial experts, in float64, with the backbone's ``LayerNorm`` and
@@ -29,7 +33,7 @@ activation counts are restored to those after step T−1 (ours counts T batches,
 deviation); the list with step T counted is written by the same block and reported apart.
 
 Ours: ``moe-adapters`` driven by the runner's calls on ``toy-mtil`` (2 tasks), ``cl-tiny-vit``
-in float64, ``expert_dropout=0``, ``noisy_top_k_gating`` wrapped to record the noise. On both
+in float64, ``noisy_top_k_gating`` wrapped to record the noise. On both
 sides torch's global optimiser hooks record each step's learning rates, settings, parameters
 with a gradient and every expert and router weight after the step.
 """
@@ -54,6 +58,7 @@ REFERENCES = (MOE,)
 STEPS, WARMUP, BATCH = 4, 2, 4  # T, warm-up, batch
 LRS = (5e-3, 1e-3)  # per task
 EXPERTS, LAYERS = 22, 2  # the script's experts; cl-tiny-vit's blocks per tower
+SEED = 1000  # of the global generator before each task's training (the experts' dropout)
 DOMAINS, IMAGES = ["backgrounds", "positions"], 3
 
 
@@ -105,6 +110,8 @@ def _ours(stream, pristine, tmp: Path) -> list[dict]:
     """Our moe-adapters over the stream; per task what the loop did (names the reference's)."""
     import copy
 
+    import torch
+
     import strategies
     import strategies.adaptation.moe as moe_module
     from cl.core.runner import Runner
@@ -112,8 +119,7 @@ def _ours(stream, pristine, tmp: Path) -> list[dict]:
 
     backbone = copy.deepcopy(pristine)
     strategy = strategies.get("moe-adapters", iterations=STEPS, batch_size=BATCH, warmup=WARMUP,
-                              lr_per_task=LRS, experts=EXPERTS, expert_dropout=0.0,
-                              ddas_iterations=1)
+                              lr_per_task=LRS, experts=EXPERTS, ddas_iterations=1)
     seen: list = []
     _loops()._recording_cycle(strategy, seen)
     losses: list[float] = []
@@ -149,9 +155,11 @@ def _ours(stream, pristine, tmp: Path) -> list[dict]:
             del losses[:]
             snapshots: list[dict] = []
             first = len(seen)
+            data = runner.task_data(t)
+            torch.manual_seed(SEED + t)  # the experts' dropout draws from the global generator
             with _steps_class()(names, lambda i, w, into=snapshots: into.append(
                     _moe_weights(model, _ref_name))) as steps:
-                strategy.train_task(runner.task_data(t), ctx)
+                strategy.train_task(data, ctx)
             counts = {name: b.moe.activations.clone() for name, b in moe_blocks(model)}
             strategy.after_task(ctx)
             frozen = {f"{name}.adaptmlp_list.{e}.{p}" for name, b in moe_blocks(model)
@@ -161,17 +169,20 @@ def _ours(stream, pristine, tmp: Path) -> list[dict]:
             records = seen[first:]
             for r in records:  # the batch of the reference's extra step T
                 r["batches"].append(next(r["source"]))
-            tasks.append({"index": t, "start": start, "lrs": steps.lrs, "groups": steps.groups,
-                          "trained": steps.trained, "snapshots": snapshots, "counts": counts,
-                          "frozen": frozen, "losses": list(losses), "records": records,
+            tasks.append({"index": t, "dropout": strategy.options.expert_dropout, "start": start,
+                          "lrs": steps.lrs, "groups": steps.groups, "trained": steps.trained,
+                          "snapshots": snapshots, "counts": counts, "frozen": frozen,
+                          "losses": list(losses), "records": records,
                           "draws": {k: list(v) for k, v in draws.items()}})
     finally:
         moe_module.noisy_top_k_gating = gating
     return tasks
 
 
-def _reference_model(mtil: Path, pristine, queue: dict[str, list], extra: list[int]):
-    """``build_model`` of the reference's ``clip/model.py`` (see the module docstring)."""
+def _reference_model(mtil: Path, pristine, queue: dict[str, list], stats: dict[str, int]):
+    """``build_model`` of the reference's ``clip/model.py`` (see the module docstring); ``stats``
+    counts its step-T noise draws (``extra``), its dispatches and those whose samples per expert
+    are not in increasing order, as ours (``reordered``: dropout masks would then differ)."""
     from collections import Counter, OrderedDict
     from typing import Union
 
@@ -192,7 +203,7 @@ def _reference_model(mtil: Path, pristine, queue: dict[str, list], extra: list[i
             if draw.shape != like.shape:
                 raise AssertionError(f"noise of shape {tuple(draw.shape)} for {tuple(like.shape)}")
             return draw.to(like)
-        extra[0] += 1  # the reference's step T
+        stats["extra"] += 1  # the reference's step T
         return torch.randn(like.shape, generator=spare, dtype=like.dtype)
 
     adapter = common.load_source(mtil / "clip" / "adapter.py", ["Adapter"],
@@ -201,13 +212,22 @@ def _reference_model(mtil: Path, pristine, queue: dict[str, list], extra: list[i
                  "Counter": Counter, "Normal": Normal, "Tuple": tuple, "Union": Union,
                  "Adapter": adapter.Adapter, "LayerNorm": type(block.ln_1),
                  "QuickGELU": type(block.mlp.gelu), "_noise": noise}
-    return common.load_source(
+    ref = common.load_source(
         mtil / "clip" / "model.py",
         ["val_task_id", "SparseDispatcher", "ModifiedResNet", "ResidualAttentionBlock",
          "Transformer", "VisualTransformer", "CLIP", "build_model"],
-        replace={"// 64": "// 32", "dropout=0.1": "dropout=0.0",
-                 "torch.randn_like(clean_logits)": "_noise(self, clean_logits)"},
+        replace={"// 64": "// 32", "torch.randn_like(clean_logits)": "_noise(self, clean_logits)"},
         namespace=namespace)
+
+    class Dispatcher(ref.SparseDispatcher):
+        def __init__(self, num_experts, gates):
+            super().__init__(num_experts, gates)
+            per_expert = self._batch_index.flatten().split(self._part_sizes)
+            stats["dispatches"] += 1
+            stats["reordered"] += int(any(bool((b.diff() < 0).any()) for b in per_expert))
+
+    namespace["SparseDispatcher"] = Dispatcher
+    return ref
 
 
 def _parse_args(mtil: Path, t: int, save: Path, frozen: Path, previous: str | None):
@@ -246,8 +266,8 @@ def _reference(mtil: Path, stream, pristine, ours: list[dict], tmp: Path) -> dic
     loops = _loops()
     utils = common.import_file(mtil / "src" / "utils.py", "fidelity_ref_moe_loop_utils")
     queue: dict[str, list] = {}
-    extra = [0]
-    ref = _reference_model(mtil, pristine, queue, extra)
+    stats = {"extra": 0, "dispatches": 0, "reordered": 0}
+    ref = _reference_model(mtil, pristine, queue, stats)
     backbone = {k: v for k, v in pristine.model.state_dict().items() if k != "attn_mask"}
     models: list = []
     names: dict[int, str] = {}
@@ -266,6 +286,7 @@ def _reference(mtil: Path, stream, pristine, ours: list[dict], tmp: Path) -> dic
             if "router_list" in k or "w_noise_list" in k:
                 p.data = p.data.float()  # as ours (see the module docstring)
         models.append(model)
+        torch.manual_seed(SEED + len(models) - 1)  # as ours: the dropout draws
         names.update({id(p): n for n, p in model.named_parameters()})
         return model, pristine.preprocess, pristine.preprocess
 
@@ -283,7 +304,7 @@ def _reference(mtil: Path, stream, pristine, ours: list[dict], tmp: Path) -> dic
         queue.clear()
         queue.update({k: list(v) for k, v in task["draws"].items()})
         out["draws"] += sum(len(v) for v in queue.values())
-        extra[0] = 0
+        stats["extra"] = 0
         namespace = {"copy": copy, "os": os, "np": np, "torch": torch, "F": F,
                      "DataLoader": DataLoader, "tqdm": lambda it, **k: it,
                      "clip": SimpleNamespace(load=load, tokenize=pristine.tokenizer),
@@ -302,9 +323,9 @@ def _reference(mtil: Path, stream, pristine, ours: list[dict], tmp: Path) -> dic
             raise AssertionError(f"the reference ran {len(steps.lrs)} steps, not T + 1")
         if any(queue.values()):
             raise AssertionError("the reference used fewer routing draws than ours")
-        if extra[0] != 2 * LAYERS:  # one draw per block at step T
-            raise AssertionError(f"the reference drew {extra[0]} extra routing noises, not "
-                                 f"{2 * LAYERS}")
+        if stats["extra"] != 2 * LAYERS:  # one draw per block at step T
+            raise AssertionError(f"the reference drew {stats['extra']} extra routing noises, "
+                                 f"not {2 * LAYERS}")
         out["lrs"] = loops._worst(out["lrs"], common.max_diff(
             [g[0] for g in task["lrs"]], [g[0] for g in steps.lrs[:STEPS]]))
         out["last_lr"] = max(out["last_lr"], abs(steps.lrs[STEPS][0]))
@@ -324,6 +345,7 @@ def _reference(mtil: Path, stream, pristine, ours: list[dict], tmp: Path) -> dic
         final = task["snapshots"][-1]
         out["final"] = loops._worst(out["final"], loops._all_weights_diff(
             final, {k: saved[k] for k in final}))
+    out.update(dispatches=stats["dispatches"], reordered=stats["reordered"])
     return out
 
 
@@ -400,7 +422,7 @@ def _backbone_floor(mtil: Path, pristine) -> tuple[float, float]:
 
     import torch
 
-    ref = _reference_model(mtil, pristine, {}, [0])
+    ref = _reference_model(mtil, pristine, {}, {"extra": 0, "dispatches": 0, "reordered": 0})
     plain = SimpleNamespace(task_id=-1, apply_moe=False, is_train=False, topk=2, experts_num=2,
                             ffn_adapt=False, ffn_option="parallel", ffn_num=64, autorouter=False,
                             ffn_adapt_where="AdapterDoubleEncoder")
@@ -422,17 +444,20 @@ def _backbone_floor(mtil: Path, pristine) -> tuple[float, float]:
 def run(refs: common.Refs) -> list[common.Row]:
     import tempfile
 
+    import torch
+
     import streams
 
     mtil = refs.path(MOE) / "mtil"
     stream = streams.get("toy-mtil", domains=DOMAINS, n_train=IMAGES, n_test=1, seed=0)
     pristine = _loops()._toy(name="cl-tiny-vit")  # 2 blocks per tower, as `range(2)`
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, torch.random.fork_rng(devices=[]):
         ours = _ours(stream, pristine, Path(tmp))
         got = _reference(mtil, stream, pristine, ours, Path(tmp))
     floor = _backbone_floor(mtil, pristine)
     what = (f"2 toy-mtil tasks × T = {STEPS} steps, batch {BATCH}, cl-tiny-vit (2 + 2 blocks), "
-            f"{EXPERTS} experts, top-2, lr {LRS[0]:g} then {LRS[1]:g}, warm-up {WARMUP}")
+            f"{EXPERTS} experts, top-2, dropout {ours[0]['dropout']:g}, lr {LRS[0]:g} then "
+            f"{LRS[1]:g}, warm-up {WARMUP}")
     slots = 2 * 2 * 2 * LAYERS  # tasks × towers × blocks × 2 frozen per block
     trained = f"{min(got['n_trained'])} to {max(got['n_trained'])}"
     return [
@@ -453,9 +478,15 @@ def run(refs: common.Refs) -> list[common.Row]:
                    f"after each of {got['count']} AdamW steps vs `finetune(args)` "
                    f"(`train_full_shot_router11_experts22_1000iters.sh`), {what}; its routers "
                    f"drew our {got['draws']} noise draws", *got["steps"], tol=1e-12,
-                   note="the backbone's rounding (its text attention's gradient, floor row): "
+                   note="the backbone's rounding (attention gradients, sequence-first vs "
+                        "batch-first: floor row): "
                         f"task 0 {common.fmt(got['by_task'][0])}, task 1 (from task 0's "
                         f"weights) {common.fmt(got['by_task'][1])}"),
+        common.Row("moe-adapters loop: dispatch order", "block forwards in which the "
+                   "reference's unstable `sort` hands an expert its samples in another order "
+                   f"than ours (increasing), of its {got['dispatches']}", got["reordered"],
+                   dtype="count", tol=0, note="with dropout the masks would then land on other "
+                   "samples (stated deviation); here the sort kept the order"),
         common.Row("moe-adapters end of task", "experts and routers after the task vs the "
                    "checkpoint the reference saves (and `--load`s for the next task), 2 tasks",
                    *got["final"], tol=1e-12),
