@@ -333,7 +333,7 @@ def _reference(mtil: Path, stream, pristine, ours: list[dict], tmp: Path) -> dic
             [{k: v for k, v in g.items() if k != "names"} for g in groups]  # holds all routers
             for groups in (task["groups"], steps.groups)))
         out["trained"] += sum(len(a ^ b) for a, b in zip(task["trained"], steps.trained))
-        out["n_trained"] |= {len(names) for names in steps.trained[:STEPS]}
+        out["n_trained"] |= {len(trained) for trained in steps.trained[:STEPS]}
         losses = [float(line.split()[1]) for line in printed.getvalue().splitlines()
                   if line.startswith("Loss:")]
         out["loss"] = loops._worst(out["loss"], common.max_diff(task["losses"], losses[:STEPS]))
