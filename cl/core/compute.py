@@ -68,16 +68,28 @@ def flops_per_image(backbone: Backbone, image: torch.Tensor) -> int:
     (:meth:`~cl.models.backbones.Backbone.analytic_flops`: ``pixels`` costs 0); other
     backbones are counted by :func:`cl.core.flops.flop_counter` (torch's ``FlopCounterMode``
     plus the attention kernels it misses), imported only then (it pulls in
-    ``torch._dynamo``, seconds of import).
+    ``torch._dynamo``, seconds of import). The probe runs the model in evaluation mode and
+    then restores every module's mode: it happens between a strategy's ``before_task`` and
+    its training, and must not change what training sees (dropout and routing-noise draws,
+    BatchNorm statistics, MoE-Adapters' expert activation counts).
     """
     known = backbone.analytic_flops(tuple(image.shape))
     if known is not None:
         return int(known)
     from cl.core.flops import flop_counter
 
+    model = getattr(backbone, "model", None)
+    modes = ([(m, m.training) for m in model.modules()] if isinstance(model, torch.nn.Module)
+             else [])
     counter = flop_counter()
-    with torch.inference_mode(), counter:
-        backbone.encode_images(image.unsqueeze(0))
+    try:
+        for module, _ in modes:
+            module.training = False
+        with torch.inference_mode(), counter:
+            backbone.encode_images(image.unsqueeze(0))
+    finally:
+        for module, training in modes:
+            module.training = training
     return int(counter.get_total_flops())
 
 

@@ -245,13 +245,14 @@ class _Epochs:
         return iter([self.form(x, y) for x, y in chunk])
 
 
-def _toy(double: bool = True):
-    """toy-clip (float64 when ``double``, with preprocessing that gives float64 images)."""
+def _toy(double: bool = True, name: str = "toy-clip"):
+    """toy-clip, or backbone ``name`` (float64 when ``double``, with preprocessing that gives
+    float64 images)."""
     from torchvision import transforms
 
     from cl.models.backbones import create_backbone
 
-    backbone = create_backbone("toy-clip")
+    backbone = create_backbone(name)
     if double:
         backbone.model.double()
         backbone.preprocess = transforms.Compose([backbone.preprocess,

@@ -61,3 +61,30 @@ def test_native_mha_formula_counts_cross_attention_sources() -> None:
     b, length, source, e = 2, 3, 7, 8
     assert native_mha_flops((b, length, e), (b, source, e), (b, source, e), e, 2) == (
         2 * b * length * e * e * 2 + 2 * 2 * b * source * e * e + 2 * 2 * b * length * source * e)
+
+
+def test_the_flop_probe_changes_nothing_training_will_see() -> None:
+    """The runner measures FLOPs per image between a strategy's ``before_task`` and its training:
+    the probe must not draw routing noise, count expert activations (MoE-Adapters' activate-
+    freeze) or switch modules' modes."""
+    from strategies.adaptation.moe_blocks import attach_experts, moe_blocks, set_route
+
+    backbone = create_backbone("cl-tiny-vit", device="cpu")
+    model = backbone.model
+    attach_experts(model, "both", experts=4, top_k=2, bottleneck=8, dropout=0.1, scale=0.1,
+                   generator=torch.Generator().manual_seed(0))
+    noise = torch.Generator().manual_seed(1)
+    for _, block in moe_blocks(model):
+        block.moe.add_router()
+        block.moe.generator = noise
+    set_route(model, 0)
+    model.train()
+    model.transformer.eval()  # mixed modes stay as they were
+    modes = {name: m.training for name, m in model.named_modules()}
+    state = noise.get_state()
+
+    assert flops_per_image(backbone, torch.randn(3, 32, 32)) > 0
+
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert torch.equal(noise.get_state(), state)
+    assert all(int(block.moe.activations.sum()) == 0 for _, block in moe_blocks(model))
