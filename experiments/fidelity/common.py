@@ -17,6 +17,12 @@ Where a reference comes from:
   the pinned commit), then ``~/.cache/cl/fidelity-refs/OWNER/REPO@COMMIT``, then a ``git clone``
   into that cache directory when fetching is allowed. When none works, :class:`MissingReference`
   names the repository, the commit and the command that fetches it.
+
+  A ``DIR/OWNER/REPO`` that is not a git checkout but holds a file ``CL_SNAPSHOT`` is a
+  *snapshot*: the repository's files as read elsewhere (e.g. from a public code index) at one
+  commit. Its first line is that commit (40 hex digits), the following lines say where the files
+  came from. It is accepted when the commit is the pinned one, and :attr:`Refs.used` (hence the
+  printed and recorded output) says it was a snapshot, not a git checkout, with that provenance.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 CACHE = Path(os.environ.get("CL_FIDELITY_CACHE", Path.home() / ".cache" / "cl" / "fidelity-refs"))
+SNAPSHOT = "CL_SNAPSHOT"  # marks a DIR/OWNER/REPO that holds files at a commit, not a checkout
 
 
 class MissingReference(RuntimeError):
@@ -112,7 +119,7 @@ class Refs:
     Parameters
     ----------
     dirs : sequence of Path
-        Directories holding ``OWNER/REPO`` checkouts (``--refs``), searched first.
+        Directories holding ``OWNER/REPO`` checkouts or snapshots (``--refs``), searched first.
     cache : Path
         The cache of fetched references (``~/.cache/cl/fidelity-refs``).
     fetch : bool
@@ -161,6 +168,9 @@ class Refs:
     def _git(self, ref: Git) -> Path:
         for d in self.dirs:
             checkout = Path(d) / ref.repo
+            if checkout.is_dir() and not (checkout / ".git").exists() and (
+                    checkout / SNAPSHOT).is_file():
+                return self._snapshot(ref, checkout)
             if checkout.is_dir():
                 head = _git_head(checkout)
                 if head != ref.commit:
@@ -180,6 +190,20 @@ class Refs:
             f"{ref.label} is not available (looked in {where} and {cached}). "
             f"Fetch it with: {ref.fetch_command(self.cache)}  (or pass --refs DIR holding "
             f"{ref.repo} at that commit)")
+
+    def _snapshot(self, ref: Git, path: Path) -> Path:
+        """``path`` when its ``CL_SNAPSHOT`` names the pinned commit (recorded as a snapshot)."""
+        lines = (path / SNAPSHOT).read_text().splitlines()
+        commit = lines[0].strip() if lines else ""
+        if commit != ref.commit:
+            raise MissingReference(
+                f"{path} is a snapshot (its {SNAPSHOT}) of commit {commit or '(none)'}, not the "
+                f"pinned {ref.commit}: replace it by the files at {ref.commit}, or pass --refs "
+                f"DIR holding a git checkout of {ref.repo} at that commit")
+        provenance = " ".join(line.strip() for line in lines[1:] if line.strip())
+        self.used[ref] = (f"snapshot (not a git checkout): {provenance or 'provenance not stated'}"
+                          f" [{path}]")
+        return path
 
     def pypi_paths(self, refs: Iterable[Reference]) -> list[Path]:
         """Cache directories of the PyPI references the environment lacks (to go on ``sys.path``).

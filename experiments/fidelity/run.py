@@ -105,10 +105,13 @@ def run_group(module: ModuleType, refs) -> Outcome:
     return out
 
 
-def table(module: ModuleType, rows: list) -> str:
-    """A group's rows as a markdown block (with its markers)."""
+def table(module: ModuleType, rows: list, used: dict | None = None) -> str:
+    """A group's rows as a markdown block (with its markers); ``used`` (:attr:`Refs.used`) marks
+    the references that were snapshots rather than git checkouts."""
     common = load_common()
-    refs = "; ".join(r.label for r in module.REFERENCES)
+    refs = "; ".join(r.label + (" (files of that commit, not a git checkout)"
+                                if (used or {}).get(r, "").startswith("snapshot") else "")
+                     for r in module.REFERENCES)
     lines = [f"<!-- fidelity:{module.NAME} -->",
              f"`{module.NAME}`: {module.DESCRIPTION}. Reference: {refs}. "
              f"Reproduce: `python experiments/fidelity/run.py {module.NAME}"
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ({out.seconds:.1f} s)", flush=True)
 
     if args.markdown:
-        write_markdown(args.markdown, {o.name: table(groups[o.name], o.rows)
+        write_markdown(args.markdown, {o.name: table(groups[o.name], o.rows, refs.used)
                                        for o in outcomes if o.rows and not o.error})
     if args.ledger:
         if not args.markdown:

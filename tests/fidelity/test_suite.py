@@ -163,6 +163,28 @@ def test_git_references_resolve_from_refs_dirs_then_the_cache(tmp_path):
         COMMON.Git("owner/repo", "abc")
 
 
+def test_a_snapshot_at_the_pinned_commit_resolves_and_is_labelled(tmp_path, suite):
+    """``DIR/OWNER/REPO`` holding files and ``CL_SNAPSHOT`` (no git checkout): accepted at the
+    pinned commit and recorded as a snapshot; at another commit refused, naming both commits."""
+    commit, other = "ab" * 20, "cd" * 20
+    snap = tmp_path / "refs" / "owner" / "repo"
+    snap.mkdir(parents=True)
+    (snap / "ref.py").write_text("def f(x):\n    return x + 1\n")
+    (snap / "CL_SNAPSHOT").write_text(f"{commit}\nfiles read from the public code index at this "
+                                      "commit;\nnot a git checkout\n")
+    ref = COMMON.Git("owner/repo", commit)
+    refs = COMMON.Refs(dirs=(tmp_path / "refs",), cache=tmp_path / "cache")
+    assert refs.path(ref) == snap
+    assert COMMON.load_source(refs.path(ref) / "ref.py", ["f"]).f(1) == 2
+    assert refs.used[ref].startswith("snapshot (not a git checkout): files read from the public "
+                                     "code index at this commit; not a git checkout")
+    module = type("Group", (), {"NAME": "g", "DESCRIPTION": "d", "REFERENCES": (ref,)})
+    assert "(files of that commit, not a git checkout)" in suite.table(module, [], refs.used)
+    with pytest.raises(COMMON.MissingReference, match=f"snapshot .* of commit {commit}, not the "
+                       f"pinned {other}"):
+        refs.path(COMMON.Git("owner/repo", other))
+
+
 def test_pypi_reference_is_the_installed_version_or_says_how_to_install_it(tmp_path):
     import sklearn
 
