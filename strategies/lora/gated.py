@@ -148,6 +148,7 @@ def kappa_at(
     stays at ``max_kappa`` once reached. Thresholding applies to iterations
     ``> dense``. Where ``total − dense < steps`` the reference's ``s`` is 0 and
     it never prunes; we use ``s = 1`` instead so short runs still select ranks.
+    The values are the reference's grid to the bit (``np.linspace``'s arithmetic).
 
     Examples
     --------
@@ -163,5 +164,6 @@ def kappa_at(
         return 0.0
     per_step = max(1, int((total - dense) // steps))
     first = math.ceil(dense)
-    moves = iteration // per_step - (first - 1) // per_step
-    return max_kappa * min(steps - 1, moves) / (steps - 1)
+    moves = min(steps - 1, iteration // per_step - (first - 1) // per_step)
+    # the grid value exactly as np.linspace computes it (k · (max / (steps − 1)), last = max)
+    return max_kappa if moves == steps - 1 else moves * (max_kappa / (steps - 1))

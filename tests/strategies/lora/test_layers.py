@@ -121,6 +121,16 @@ def test_kappa_schedule_follows_reference_grid():
     assert got == pytest.approx([0.0, 0.0, 0.0, 0.0, 2 / 3, 1.0])
 
 
+def test_kappa_values_are_the_reference_linspace_grid_to_the_bit():
+    # the reference thresholds with np.linspace(0, max_kappa, steps)[k]; k·max/(steps−1) computed
+    # in another order differs from it in the last bit for some k (e.g. max 7e-4, 50 steps)
+    for max_kappa, steps, total in ((0.005, 50, 500), (7e-4, 50, 1000), (0.01, 7, 333)):
+        grid = np.linspace(0, max_kappa, steps)
+        got = {kappa_at(i, total, max_kappa, steps=steps) for i in range(total)}
+        assert got <= {float(v) for v in grid}
+        assert len(got) == steps
+
+
 # -- adapters change outputs and get gradients -------------------------------------------------------
 def _gated(model, rank=3):
     names = prepare(model, "both", TARGETS)
