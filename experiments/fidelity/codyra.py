@@ -110,15 +110,16 @@ def _step_rows(src, lora):
     for dtype, worst in worst_code.items():
         rows.append(common.Row(
             '`soft_threshold(rule="code")`', "vs the code's in-place proximal step (3 κ of its "
-            "grid, 1,000 gates each incl. |g| = 0, κ/2, κ, 1.5κ, 2κ, 3κ)", worst,
+            "grid, 1,000 gates each incl. g = 0, ±κ/2, ±κ, ±1.5κ, ±2κ, ±3κ)", worst,
             dtype=str(dtype).removeprefix("torch."), tol=0))
     rows.append(common.Row(
-        '`soft_threshold(rule="paper")`', "vs T_κ(g) = sign(g)·max(|g| − κ, 0) written out "
+        '`soft_threshold(rule="paper")`', "vs T_κ(g) = sign(g)·max(abs(g) − κ, 0) written out "
         "(same gates)", worst_paper, tol=0))
     rows.append(common.Row(
         '`soft_threshold(rule="paper")`', "gates differing from the code's step (same gates)",
         differ, dtype="count", tol=float("inf"),
-        note=f"stated deviation: of {total}; the code zeroes κ < |g| < 2κ and keeps |g| = κ"))
+        note=f"stated deviation: of {total}; the code zeroes magnitudes in (κ, 2κ) and keeps "
+        "magnitude κ"))
     return rows
 
 
