@@ -1,7 +1,9 @@
 """Seeding: one run seed determines every random draw.
 
 Each task ``t`` reseeds python, numpy and torch from ``derive_seed(seed, t)``,
-so a run resumed at task ``t`` draws exactly what an uninterrupted run draws.
+so a run resumed at task ``t`` draws exactly what an uninterrupted run draws, provided
+that restoring a strategy's state draws nothing: a restore that builds modules (whose
+initial weights the state then overwrites) runs inside :func:`rng_untouched`.
 
 Run seeds are integers in ``[0, MAX_SEED]`` (:func:`check_seed`). Task seeds are
 computed modulo the prime ``2**31 - 1``; inside that range ``seed -> derive_seed(seed, t)``
@@ -12,8 +14,10 @@ onto one (``0`` and ``2**31 - 1`` give identical runs), so they are refused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,4 +62,20 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-__all__ = ["MAX_SEED", "check_seed", "derive_seed", "seed_everything"]
+@contextlib.contextmanager
+def rng_untouched() -> Iterator[None]:
+    """Run the block without moving torch's global CPU (and current CUDA) generator.
+
+    For work whose random draws are thrown away, such as building modules while restoring a
+    checkpoint: the fresh run built them at an earlier task, so a resumed run must not draw
+    for them now (its later dropout or noise would differ). Python's and numpy's
+    generators are not covered.
+    """
+    import torch
+
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+__all__ = ["MAX_SEED", "check_seed", "derive_seed", "rng_untouched", "seed_everything"]

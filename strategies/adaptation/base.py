@@ -66,6 +66,7 @@ from cl.core.flops import flop_counter
 from cl.core.strategy import Context, Strategy, TaskData
 from cl.runtime import accel, distributed
 from cl.runtime.data import loader
+from cl.runtime.seeding import rng_untouched
 from strategies.adaptation.clip_objective import GrowingLabelSpace, clip_loss, prompts
 from strategies.adaptation.options import TrainingOptions
 from strategies.adaptation.schedule import cosine_factor
@@ -207,7 +208,8 @@ class AdaptingStrategy(Strategy):
             self._on_bind(model)
         self._backbone = backbone
         if self._pending is not None:
-            self._restore(model, self._pending)
+            with rng_untouched():  # modules it builds draw weights the state overwrites
+                self._restore(model, self._pending)
             model.eval()  # modules a restore adds start in training mode
             self._pending = None
             self._weights_changed()

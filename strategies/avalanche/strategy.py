@@ -33,6 +33,7 @@ from torch import nn
 from cl.config.options import bind_options, describe_options
 from cl.core.strategy import Context, Strategy, TaskData
 from cl.models.language_head import check_head, stream_targets
+from cl.runtime.seeding import rng_untouched
 from strategies.avalanche.bridge import plugin_bridge, silent_evaluator
 from strategies.avalanche.catalog import (
     FILLED,
@@ -222,8 +223,11 @@ class AvalancheStrategy(Strategy):
             else:
                 with torch.no_grad():
                     dim = ctx.backbone.encode_images(data.dataset[0][0][None].to(ctx.device)).shape[1]
-            self._built = self._build(dim, ctx.stream.n_classes, ctx)
-            if self._pending is not None:
+            if self._pending is None:
+                self._built = self._build(dim, ctx.stream.n_classes, ctx)
+            else:  # resumed: the weights come from the state; draw nothing for them
+                with rng_untouched():
+                    self._built = self._build(dim, ctx.stream.n_classes, ctx)
                 self._built.model.load_state_dict(self._pending)
                 self._pending = None
         head = self._head()

@@ -262,7 +262,9 @@ def test_moe_adapters_freeze_experts_and_route_to_zero_shot(stream, backbone, pr
     cautious.load_state_dict(copy.deepcopy(strategy.state_dict()))
     other = copy.deepcopy(pristine)
     ctx = Runner(stream, cautious, other, out_dir=tmp_path / "zs", progress=False).context(1)
-    cautious.attach(other)
+    rng = torch.get_rng_state()
+    cautious.attach(other)  # builds the experts, then loads their weights from the state
+    assert torch.equal(torch.get_rng_state(), rng)  # a resumed run's dropout stream is unshifted
     assert (cautious.routes(images) == -1).all()
     torch.testing.assert_close(cautious.predict(images, space, ctx),
                                _clip_logits(pristine, images, space), rtol=0, atol=1e-5)
