@@ -57,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cl.core.strategy import Context, TaskData
+from cl.runtime.seeding import rng_untouched
 from strategies.adaptation.base import AdaptingStrategy
 from strategies.adaptation.options import TrainerOptions
 from strategies.adaptation.schedule import cosine_factor, warmup_cosine_factor
@@ -147,7 +148,8 @@ class TrainingStrategy(AdaptingStrategy):
 
     def _ensure_built(self, model: nn.Module, ctx: Context) -> None:
         if self._modules is None:
-            modules = dict(self.build(model, ctx))
+            modules = self._build_restored(model, ctx) if self._saved is not None else dict(
+                self.build(model, ctx))
             taken = [n for n in modules if n in vars(self) or hasattr(type(self), n)
                      or hasattr(nn.ModuleDict, n) or not n.isidentifier()]
             if taken:
@@ -160,6 +162,15 @@ class TrainingStrategy(AdaptingStrategy):
                 setattr(self, name, module)
         if self._saved is not None:
             self._load_saved(model)
+
+    def _build_restored(self, model: nn.Module, ctx: Context) -> dict[str, nn.Module]:
+        """``build`` for modules whose weights a checkpoint is about to overwrite: the fresh run
+        built them at an earlier task, so neither ``ctx.generator`` nor torch's global RNG may
+        move now (the resumed task's shuffling and dropout must be the fresh run's)."""
+        spare = torch.Generator(device=ctx.generator.device)
+        spare.set_state(ctx.generator.get_state())
+        with rng_untouched():
+            return dict(self.build(model, replace(ctx, generator=spare)))
 
     def _load_saved(self, model: nn.Module) -> None:
         state, self._saved = self._saved, None

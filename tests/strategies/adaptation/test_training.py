@@ -120,6 +120,37 @@ def test_trained_backbone_parameters_and_extra_state_are_resumed(stream, pristin
     assert not hasattr(restored, "head") and restored.memory_bytes() == 0
 
 
+class NoisyProbe(LinearProbe):
+    """Initialises its head from ``ctx.generator`` (as the docs advise) and trains through
+    dropout (torch's global generator)."""
+
+    def build(self, model, ctx):
+        head = nn.Linear(model.visual.output_dim, ctx.stream.n_classes)
+        with torch.no_grad():
+            head.weight.copy_(torch.randn(head.weight.shape, generator=ctx.generator) * 0.01)
+        return {"head": head}
+
+    def loss(self, model, images, targets, ctx):
+        features = F.dropout(model.encode_image(images, normalize=True), p=0.5)
+        return F.cross_entropy(self.head(features), targets)
+
+
+def test_resumed_task_draws_what_the_uninterrupted_run_draws(stream, pristine, tmp_path):
+    """Building the restored modules at the resumed task must not advance ``ctx.generator``
+    (shuffling) or the global RNG (dropout): the resumed task trains exactly as uninterrupted."""
+    whole = NoisyProbe(**FAST)
+    runner = Runner(stream, whole, copy.deepcopy(pristine), out_dir=tmp_path / "w", progress=False)
+    _learn(whole, runner, [0])
+    state = copy.deepcopy(whole.state_dict())
+    _learn(whole, runner, [1])
+    resumed = NoisyProbe(**FAST)
+    resumed.load_state_dict(state)
+    again = Runner(stream, resumed, copy.deepcopy(pristine), out_dir=tmp_path / "r",
+                   progress=False)
+    _learn(resumed, again, [1])
+    assert torch.equal(resumed.head.weight, whole.head.weight)
+
+
 def test_optimiser_schedule_and_clipping_follow_the_options():
     s = LinearProbe(optimizer="sgd", momentum=0.5, schedule="constant", warmup=2,
                     clip_grad_norm=1e-3, lr=0.1)
