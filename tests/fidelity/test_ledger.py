@@ -5,7 +5,6 @@ every recorded group is quoted, and no page of ``docs/`` names a temporary path.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -15,11 +14,7 @@ RUN_PY = ROOT / "experiments" / "fidelity" / "run.py"
 
 
 def load_suite():
-    """``experiments/fidelity/run.py`` as a module (it registers ``common`` and the groups)."""
-    if "fidelity_run" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("fidelity_run", RUN_PY)
-        sys.modules["fidelity_run"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["fidelity_run"])
+    """``experiments/fidelity/run.py`` as a module (loaded once by ``conftest.py``)."""
     return sys.modules["fidelity_run"]
 
 

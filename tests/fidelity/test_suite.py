@@ -4,7 +4,6 @@ that fetches them; ``--help`` lists every group."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -17,11 +16,7 @@ RUN_PY = ROOT / "experiments" / "fidelity" / "run.py"
 
 
 def load_suite():
-    """``experiments/fidelity/run.py`` as a module (it registers ``common`` and the groups)."""
-    if "fidelity_run" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("fidelity_run", RUN_PY)
-        sys.modules["fidelity_run"] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules["fidelity_run"])
+    """``experiments/fidelity/run.py`` as a module (loaded once by ``conftest.py``)."""
     return sys.modules["fidelity_run"]
 
 
